@@ -1,0 +1,1 @@
+"""nac-hash: unsupervised binary hashing with Neural Activation Coding, and Hamming search."""

@@ -1,0 +1,102 @@
+"""Self-describing checkpoints: weights as safetensors plus a JSON sidecar (never pickle).
+
+``model.safetensors`` holds the tensors; ``model.json`` beside it holds the model config (architecture,
+code length, input size, normalisation), the SHA-256 of the weights file and whatever provenance the
+caller adds (training command, git commit, split seed, ...). That is enough to rebuild the model and its
+input transform without the training config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nac_hash.atomic import atomic_path, write_json
+from nac_hash.models import HashingModel, ModelConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, incomplete, corrupt or of an unknown format."""
+
+
+def default_checkpoint() -> Path:
+    """The default model shipped inside the package."""
+    return Path(str(resources.files("nac_hash") / "assets" / "default.safetensors"))
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, sidecar) for a checkpoint named by either file or by their common stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(model: HashingModel, path: str | Path, metadata: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model`` (floating tensors cast to ``dtype``) and its sidecar atomically; return the weights path."""
+    weights_path, sidecar_path = checkpoint_paths(path)
+    tensors = {
+        name: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+    with atomic_path(weights_path) as tmp:
+        save_file(tensors, str(tmp))
+    sidecar = {
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "weights_sha256": file_sha256(weights_path),
+        **(metadata or {}),
+    }
+    write_json(sidecar_path, sidecar)
+    return weights_path
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The JSON sidecar of a checkpoint, checked for format version."""
+    _, sidecar_path = checkpoint_paths(path)
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except FileNotFoundError as e:
+        raise CheckpointError(f"checkpoint config {sidecar_path} not found") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint config {sidecar_path} is not valid JSON: {e}") from e
+    if sidecar.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{sidecar_path}: unsupported checkpoint format {sidecar.get('format_version')!r}")
+    return sidecar
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[HashingModel, dict]:
+    """Rebuild a float32 model in eval mode from a checkpoint; return it with its sidecar."""
+    weights_path, _ = checkpoint_paths(path)
+    sidecar = read_sidecar(path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"checkpoint weights {weights_path} not found")
+    if file_sha256(weights_path) != sidecar.get("weights_sha256"):
+        raise CheckpointError(f"{weights_path} does not match the hash recorded in its JSON config")
+    try:
+        config = ModelConfig(**sidecar["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{weights_path}: invalid model config: {e}") from e
+    model = HashingModel(config)
+    state = {name: t.float() if t.is_floating_point() else t for name, t in load_file(weights_path).items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights_path}: weights do not fit the model config: {e}") from e
+    return model.to(device).eval(), sidecar

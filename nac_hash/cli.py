@@ -1,0 +1,87 @@
+"""The ``nac-hash`` command line: one subcommand per application, errors as one clear line.
+
+Subcommands import their application lazily, so ``nac-hash --help`` stays fast and the library never
+depends on the applications.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from nac_hash.checkpoint import CheckpointError, default_checkpoint
+
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, CheckpointError)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from training.config import config_from_args
+    from training.train import train
+
+    path = train(config_from_args(args))
+    print(f"model checkpoint: {path}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from training.evaluate import evaluate
+
+    out = args.out or Path("results") / f"{Path(args.checkpoint).stem}-{args.protocol or 'default'}.json"
+    results = evaluate(args.checkpoint, out, protocol=args.protocol, dataset=args.dataset,
+                       data_root=args.data_root, split_seed=args.split_seed,
+                       baselines=tuple(b for b in args.baselines.split(",") if b), device=args.device,
+                       batch_size=args.batch_size)
+    print(f"{results['dataset']}, protocol {results['protocol']}, {results['bits']} bits, "
+          f"split seed {results['split_seed']}")
+    for name, scores in results["methods"].items():
+        print(f"  {name:8s} {results['metric']} {scores['map']:.4f}  mAP@all {scores['map_all']:.4f}  "
+              f"mAP@1000 {scores['map@1000']:.4f}  tie-aware mAP {scores['tie_aware_map']:.4f}  "
+              f"P@1000 {scores['precision@1000']:.4f}  distinct codes {scores['distinct_codes']}")
+    print(f"results: {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nac-hash", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="learn hash codes (NAC, NAC-MQ or SimCLR)")
+    from training.config import add_config_arguments
+
+    add_config_arguments(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="score a checkpoint on a retrieval protocol")
+    evaluate.add_argument("checkpoint", nargs="?", default=str(default_checkpoint()),
+                          help="model .safetensors (default: the packaged default model)")
+    evaluate.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii or flickr25k "
+                          "(default: the checkpoint's)")
+    evaluate.add_argument("--dataset", help="cifar10, flickr25k or folder (default: the protocol's)")
+    evaluate.add_argument("--data-root", help="dataset folder (default: data/CIFAR-10-images)")
+    evaluate.add_argument("--split-seed", type=int, help="(default: the checkpoint's)")
+    evaluate.add_argument("--baselines", default="", help="comma-separated baselines to score too: lsh")
+    evaluate.add_argument("--out", type=Path, help="results JSON (default: results/<checkpoint>-<protocol>.json)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.set_defaults(run=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except USER_ERRORS as e:
+        print(f"nac-hash {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nac-hash {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Training objectives: NAC, its momentum-queue variant NAC-MQ, and SimCLR's NT-Xent baseline.
+
+Shapes: K images per batch, two views each, D code bits. ``a1``/``a2`` are the code pre-activations
+(K, D) of views 1 and 2; ``r1`` are the inference head's bit logits for view 1's code computed from view
+2's feature, and ``r2`` the reverse. Losses compute in float32 whatever the autocast dtype of the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def channel_weight(p: float) -> float:
+    """lambda = 0.5 * log((1 - p) / p): the log-likelihood weight of a binary symmetric channel."""
+    return 0.5 * math.log((1.0 - p) / p)
+
+
+def sample_flip_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """{-1, +1} mask with each entry -1 (a bit flip) with probability p."""
+    flips = torch.rand(shape, device=device, generator=generator) < p
+    return 1.0 - 2.0 * flips.float()
+
+
+def bernoulli_log_likelihood(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Q(y | x') of a mean-field Bernoulli decoder, for relaxed codes y in [-1, 1]; sums over bits.
+
+    Equal to sum_d log sigmoid(y_d * r_d) when y is exactly +-1.
+    """
+    return 0.5 * (y * logits).sum(1) + 0.5 * (F.logsigmoid(logits) + F.logsigmoid(-logits)).sum(1)
+
+
+def _check_flip_probability(p: float) -> None:
+    if not 0.0 < p < 0.5:
+        raise ValueError(f"flip probability p must lie in (0, 0.5), got {p}")
+
+
+class NACLoss(nn.Module):
+    """Negative NAC lower bound on I(X; noisy code), averaged over the 2K inputs (NAC_NOTES section 1).
+
+    The negatives are all 2K clean relaxed codes of the batch, the input's own code included.
+    """
+
+    def __init__(self, p: float = 0.4) -> None:
+        super().__init__()
+        _check_flip_probability(p)
+        self.p = p
+        self.weight = channel_weight(p)
+
+    def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
+                flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = torch.tanh(torch.cat([a1, a2]).float())
+        logits = torch.cat([r1, r2]).float()
+        if flip_mask is None:
+            flip_mask = sample_flip_mask(z.shape, self.p, z.device)
+        y = flip_mask * z
+        positive = bernoulli_log_likelihood(y, logits)
+        negative = torch.logsumexp(self.weight * (y @ z.T), dim=1)
+        return (negative - positive).mean()
+
+
+class NACMQLoss(nn.Module):
+    """NAC with negatives from a queue of momentum-encoder codes (NAC-MQ).
+
+    ``r1``/``r2`` come from the momentum inference head and ``keys`` (2K, D) are the momentum encoder's code
+    pre-activations of the same 2K inputs. The negatives are the current keys plus the queue; the keys are
+    enqueued after the loss is computed. Unlike the reference code, the scores are multiplied by lambda in
+    this path too, and an l2 penalty on z keeps the unnormalised codes from growing without bound.
+    """
+
+    queue: torch.Tensor
+    filled: torch.Tensor
+    cursor: torch.Tensor
+
+    def __init__(self, bits: int, p: float = 0.4, queue_size: int = 5000, l2_weight: float = 0.1) -> None:
+        super().__init__()
+        _check_flip_probability(p)
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be positive, got {queue_size}")
+        if l2_weight < 0:
+            raise ValueError(f"l2_weight must be non-negative, got {l2_weight}")
+        self.p = p
+        self.weight = channel_weight(p)
+        self.l2_weight = l2_weight
+        self.register_buffer("queue", torch.zeros(queue_size, bits))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self.register_buffer("cursor", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, codes: torch.Tensor) -> None:
+        """Write clean relaxed codes into the ring buffer, overwriting the oldest."""
+        size = self.queue.shape[0]
+        codes = codes[-size:]
+        slots = (self.cursor + torch.arange(len(codes), device=codes.device)) % size
+        self.queue[slots] = codes.to(self.queue.dtype)
+        self.cursor.copy_((self.cursor + len(codes)) % size)
+        self.filled.copy_(torch.clamp(self.filled + len(codes), max=size))
+
+    def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
+                keys: torch.Tensor, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = torch.tanh(torch.cat([a1, a2]).float())
+        logits = torch.cat([r1, r2]).float()
+        key_codes = torch.tanh(keys.detach().float())
+        if flip_mask is None:
+            flip_mask = sample_flip_mask(z.shape, self.p, z.device)
+        y = flip_mask * z
+        negatives = torch.cat([key_codes, self.queue[: int(self.filled)].to(z.device)])
+        positive = bernoulli_log_likelihood(y, logits)
+        negative = torch.logsumexp(self.weight * (y @ negatives.T), dim=1)
+        loss = (negative - positive + self.l2_weight * z.pow(2).sum(1)).mean()
+        self.enqueue(key_codes)
+        return loss
+
+
+class NTXentLoss(nn.Module):
+    """SimCLR's normalised-temperature cross entropy over 2K views, each view's partner as its positive."""
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+        z = F.normalize(torch.cat([a1, a2]).float(), dim=1)
+        n = len(a1)
+        similarity = (z @ z.T) / self.temperature
+        similarity.fill_diagonal_(float("-inf"))
+        partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        return F.cross_entropy(similarity, partner)

@@ -1,0 +1,131 @@
+"""Encoders and heads of a NAC hashing model (NAC_NOTES section 1).
+
+A backbone f maps images to a feature h; the projection head g maps h to the code pre-activations a
+(scaled by 1/sqrt(D) as in the reference implementation), whose signs are the hash code; the inference
+head phi reads the feature of the *other* view and predicts logits for this view's code bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torchvision
+from torch import nn
+
+from nac_hash.codes import validate_bits
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+ARCHITECTURES = ("vgg16_bn", "resnet18", "resnet50", "cnn_small")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and its input transform, stored in every checkpoint."""
+
+    arch: str = "vgg16_bn"
+    bits: int = 128
+    image_size: int = 32
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+    inference_head: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        validate_bits(self.bits)
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16 pixels, got {self.image_size}")
+        # JSON gives lists back; keep tuples so configs compare equal after a round trip.
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @property
+    def small_stem(self) -> bool:
+        """ResNets on images up to 64 px use a 3x3 stride-1 first conv and no max-pool."""
+        return self.image_size <= 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resnet(name: str, small_stem: bool) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, name)(weights=None)
+    if small_stem:
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim
+
+
+def _vgg16_bn() -> tuple[nn.Module, int]:
+    """Conv part of VGG16-BN plus global average pooling (its first conv is already 3x3 stride 1)."""
+    features = torchvision.models.vgg16_bn(weights=None).features
+    return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
+
+
+def _cnn_small(widths: tuple[int, ...] = (32, 64, 128, 256)) -> tuple[nn.Module, int]:
+    """A VGG-style 4-stage ReLU network small enough to train on a laptop CPU."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for i, width in enumerate(widths):
+        if i:
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
+        channels = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
+
+
+def build_backbone(config: ModelConfig) -> tuple[nn.Module, int]:
+    """Return the backbone for ``config.arch`` and the size of the feature it outputs."""
+    if config.arch == "vgg16_bn":
+        return _vgg16_bn()
+    if config.arch == "cnn_small":
+        return _cnn_small()
+    return _resnet(config.arch, config.small_stem)
+
+
+def _head(in_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
+class HashingModel(nn.Module):
+    """Backbone, projection head g and (optionally) inference head phi."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone, self.feature_dim = build_backbone(config)
+        self.projection = _head(self.feature_dim, config.bits)
+        self.inference = _head(self.feature_dim, config.bits) if config.inference_head else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
+        return self.backbone(images)
+
+    def code_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Features h -> code pre-activations a = g(h) / sqrt(D); the hash code is sign(a)."""
+        return self.projection(features) / math.sqrt(self.config.bits)
+
+    def bit_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Features h of one view -> logits r of the other view's bits (the inference head phi)."""
+        if self.inference is None:
+            raise RuntimeError("this model was built without an inference head")
+        return self.inference(features)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> code pre-activations, in eval mode; their signs are the codes."""
+        return self.code_logits(self(images)).float()
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+    """target <- decay * target + (1 - decay) * source, for parameters; buffers are copied."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s.detach(), 1.0 - decay)
+    for t, s in zip(target.buffers(), source.buffers(), strict=True):
+        t.copy_(s)

@@ -1,0 +1,42 @@
+"""Where a result came from: command line, git commit, hardware, library versions."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+
+def git_commit(path: str | Path = ".") -> str | None:
+    """The commit checked out at ``path`` (with ``-dirty`` if the tree has changes), or None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def hardware(device: torch.device | None = None) -> dict:
+    info = {"cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__}
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def provenance(device: torch.device | None = None) -> dict:
+    return {
+        "command": shlex.join(["nac-hash", *sys.argv[1:]]) if Path(sys.argv[0]).name == "nac-hash"
+        else shlex.join([sys.executable, *sys.argv]),
+        "git_commit": git_commit(),
+        "hardware": hardware(device),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

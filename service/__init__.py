@@ -1,0 +1,1 @@
+"""The FastAPI search service: encodes query images and returns Hamming-ranked neighbours."""

@@ -1,0 +1,1 @@
+"""Learning hash codes: datasets, protocol splits, GPU augmentations, LARS, the training loop, eval."""

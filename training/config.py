@@ -1,0 +1,143 @@
+"""The training configuration: one typed dataclass, filled from defaults < YAML file < command line.
+
+Every field is a command-line option of ``nac-hash train`` (``epochs`` -> ``--epochs``,
+``flip_probability`` -> ``--flip-probability``), so the YAML file, the CLI and the checkpoint's record of
+the run all use the same names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from nac_hash.models import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
+from training.augment import AugmentConfig
+from training.datasets import LOADERS
+from training.splits import PROTOCOLS
+
+METHODS = ("nac", "nac_mq", "simclr")
+
+
+@dataclass
+class TrainConfig:
+    # data and protocol
+    dataset: str = "cifar10"
+    data_root: str = "data/CIFAR-10-images"
+    protocol: str = "cifar10-nac"
+    split_seed: int = 0
+    queries: int | None = None  # override the protocol's query count (per class for per-class protocols)
+    train_images: int | None = None  # override the protocol's training-image count, likewise
+    # model
+    arch: str = "vgg16_bn"
+    bits: int = 128
+    image_size: int = 32
+    # objective
+    method: str = "nac"
+    flip_probability: float = 0.4
+    temperature: float = 0.5  # simclr only
+    queue_size: int = 5000  # nac_mq only
+    momentum_decay: float = 0.99  # nac_mq only
+    l2_weight: float = 0.1  # nac_mq only
+    # optimisation (LARS, warm-up then cosine)
+    epochs: int = 2000
+    batch_size: int = 1000
+    lr: float = 3.0
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    trust_coefficient: float = 0.001
+    warmup_epochs: int = 100
+    # augmentation
+    crop_scale_min: float = 0.08
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    # run
+    out_dir: str = "runs/nac"
+    device: str = "auto"
+    compile: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    eval_every: int = 0  # epochs between quick evaluations; 0 evaluates once, at the end
+    eval_queries: int = 1000  # queries used by the quick evaluations (the database is always whole)
+    checkpoint_every: int = 50
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        choices = {"dataset": LOADERS, "protocol": PROTOCOLS, "method": METHODS, "arch": ARCHITECTURES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "lr", "image_size", "checkpoint_every", "eval_queries")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must lie in [0, epochs], got {self.warmup_epochs}")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
+        self.model_config()  # validates arch, bits and image size
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.arch, bits=self.bits, image_size=self.image_size,
+                           mean=CIFAR10_MEAN, std=CIFAR10_STD, inference_head=self.method != "simclr")
+
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig(size=self.image_size, crop_scale=(self.crop_scale_min, 1.0),
+                             brightness=self.brightness, contrast=self.contrast, saturation=self.saturation,
+                             hue=self.hue, jitter_probability=self.jitter_probability,
+                             grayscale_probability=self.grayscale_probability)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: object) -> type:
+    """int | None -> int; plain types pass through."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation  # type: ignore[return-value]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per TrainConfig field, defaulting to None so unset options can be told apart."""
+    hints = typing.get_type_hints(TrainConfig)
+    parser.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
+    for field in dataclasses.fields(TrainConfig):
+        kind = _base_type(hints[field.name])
+        if kind is bool:
+            parser.add_argument(_option(field.name), action=argparse.BooleanOptionalAction, default=None,
+                                help=f"(default: {field.default})")
+        else:
+            parser.add_argument(_option(field.name), type=kind, default=None, metavar=kind.__name__.upper(),
+                                help=f"(default: {field.default})")
+
+
+def load_config(path: Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults, then the YAML file's fields, then ``overrides`` whose value is not None."""
+    values: dict = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of TrainConfig fields")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training options: {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return load_config(args.config, {k: v for k, v in vars(args).items() if k in fields})

@@ -1,0 +1,261 @@
+"""Datasets decoded once into memory as uint8 arrays at the model's input size.
+
+Supported layouts:
+
+* ``cifar10``: the CIFAR-10 JPEG copy (``CIFAR-10-images/{train,test}/<class>/*.jpg``) or the original
+  python batches (``cifar-10-batches-py/data_batch_1..5, test_batch``); training images come first.
+* ``flickr25k``: MIRFLICKR-25000 (``im1.jpg .. im25000.jpg`` plus ``annotations/<concept>.txt`` listing
+  1-based image numbers; the ``*_r1.txt`` strict files are ignored), 24 concepts as multi-hot labels.
+* ``folder``: any folder of images, labelled by class sub-folder when every image sits in one.
+
+Unreadable or corrupt files are logged, listed in ``ImageSet.skipped`` and left out; they never stop a load.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from nac_hash.transforms import square_image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+FLICKR25K_CONCEPTS = (
+    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor", "lake", "male",
+    "night", "people", "plant_life", "portrait", "river", "sea", "sky", "structures", "sunset", "transport",
+    "tree", "water",
+)
+
+
+class DatasetError(ValueError):
+    """A dataset root is missing or does not have the expected layout."""
+
+
+@dataclass
+class ImageSet:
+    """Decoded images with labels.
+
+    Attributes:
+        images: (N, S, S, 3) uint8 RGB.
+        labels: (N,) int64 class ids (-1 when unlabelled) or (N, C) uint8 multi-hot.
+        class_names: names of the label ids / multi-hot columns.
+        paths: per image, its file path relative to the dataset root (or a batch reference).
+        is_test: (N,) bool, True for the dataset's official test images.
+        skipped: (path, reason) for every file that could not be read.
+        description: how results on this data should be labelled.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    paths: list[str]
+    is_test: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    description: str = ""
+
+
+def _decode(path: Path, size: int) -> np.ndarray | str:
+    """Decoded square image, or the reason it could not be read."""
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            return square_image(image, size)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def decode_files(root: Path, files: Sequence[Path], size: int,
+                 workers: int = 8) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Decode files in parallel (PIL releases the GIL while decoding).
+
+    Returns:
+        The (M, size, size, 3) images that decoded, the indices into ``files`` they came from, and the
+        skipped (relative path, reason) pairs.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: _decode(p, size), files))
+    kept, skipped = [], []
+    for i, result in enumerate(results):
+        if isinstance(result, str):
+            relative = str(files[i].relative_to(root))
+            logger.warning("skipping %s: %s", relative, result)
+            skipped.append((relative, result))
+        else:
+            kept.append(i)
+    images = np.stack([results[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    return images, kept, skipped
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursively, any letter case), in sorted path order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _number_key(path: Path) -> tuple[str, int, str]:
+    match = re.search(r"(\d+)$", path.stem)
+    return (str(path.parent), int(match.group(1)) if match else -1, path.name)
+
+
+def load_image_folder(root: str | Path, image_size: int) -> ImageSet:
+    """Any folder of images; labels from class sub-folders when every image is in one, else -1."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist")
+    files = list_images(root)
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    labelled = bool(files) and all(len(p.relative_to(root).parts) > 1 for p in files)
+    images, kept, skipped = decode_files(root, files, image_size)
+    kept_files = [files[i] for i in kept]
+    class_id = {name: i for i, name in enumerate(classes)}
+    labels = np.array([class_id[p.relative_to(root).parts[0]] if labelled else -1 for p in kept_files],
+                      dtype=np.int64)
+    return ImageSet(images, labels, classes if labelled else [], [str(p.relative_to(root)) for p in kept_files],
+                    np.zeros(len(kept_files), dtype=bool), skipped, description=f"image folder {root.name}")
+
+
+def _find_dir(root: Path, marker: Callable[[Path], bool], names: Sequence[str]) -> Path | None:
+    for candidate in [root, *(root / name for name in names)]:
+        if marker(candidate):
+            return candidate
+    return None
+
+
+def load_cifar10(root: str | Path, image_size: int = 32) -> ImageSet:
+    """CIFAR-10 from the JPEG copy or the original python batches, whichever ``root`` holds."""
+    root = Path(root)
+    batches = _find_dir(root, lambda d: (d / "data_batch_1").is_file(), ["cifar-10-batches-py"])
+    if batches is not None:
+        return load_cifar10_batches(batches, image_size)
+    jpegs = _find_dir(root, lambda d: (d / "train").is_dir() and (d / "test").is_dir(), ["CIFAR-10-images"])
+    if jpegs is None:
+        raise DatasetError(
+            f"{root} holds neither the CIFAR-10 JPEG copy (train/ and test/ class folders) nor the python "
+            "batches (data_batch_1 ...); pass --download to fetch the original batches"
+        )
+    return _load_cifar10_jpeg(jpegs, image_size)
+
+
+def _load_cifar10_jpeg(root: Path, image_size: int) -> ImageSet:
+    files, labels, is_test = [], [], []
+    for part in ("train", "test"):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            class_files = sorted((p for p in (root / part / name).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS),
+                                 key=_number_key)
+            files += class_files
+            labels += [label] * len(class_files)
+            is_test += [part == "test"] * len(class_files)
+    if not files:
+        raise DatasetError(f"no images found under {root}/train/<class>/ and {root}/test/<class>/")
+    images, kept, skipped = decode_files(root, files, image_size)
+    return ImageSet(images, np.array(labels, dtype=np.int64)[kept], list(CIFAR10_CLASSES),
+                    [str(files[i].relative_to(root)) for i in kept], np.array(is_test, dtype=bool)[kept],
+                    skipped, description="CIFAR-10 (JPEG copy)")
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler for the CIFAR batch files that refuses every class except NumPy's array rebuilders."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch file -> ((N, 32, 32, 3) uint8 images, (N,) labels)."""
+    try:
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
+        raise DatasetError(f"{path} is not a CIFAR-10 python batch: {e}") from e
+    if len(data) != len(labels):
+        raise DatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data, labels
+
+
+def load_cifar10_batches(root: str | Path, image_size: int = 32) -> ImageSet:
+    """The original CIFAR-10 python batches (data_batch_1..5 then test_batch)."""
+    root = Path(root)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise DatasetError(f"{root} lacks CIFAR-10 batch files: {', '.join(missing)}")
+    parts = [read_cifar_batch(root / n) for n in names]
+    images = np.concatenate([p[0] for p in parts])
+    if image_size != 32:
+        images = np.stack([square_image(Image.fromarray(im), image_size) for im in images])
+    paths = [f"{n}[{i}]" for n, (data, _) in zip(names, parts, strict=True) for i in range(len(data))]
+    is_test = np.concatenate([np.full(len(d), n == "test_batch") for n, (d, _) in zip(names, parts, strict=True)])
+    return ImageSet(images, np.concatenate([p[1] for p in parts]), list(CIFAR10_CLASSES), paths, is_test,
+                    description="CIFAR-10")
+
+
+def download_cifar10(root: str | Path) -> Path:
+    """Fetch and unpack the original CIFAR-10 python batches into ``root`` (for users; tests never call it)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+    return Path(root) / "cifar-10-batches-py"
+
+
+def load_flickr25k(root: str | Path, image_size: int = 224) -> ImageSet:
+    """MIRFLICKR-25000 images with the 24 potential-label concepts as a multi-hot matrix."""
+    root = Path(root)
+    annotations = root / "annotations"
+    if not annotations.is_dir():
+        raise DatasetError(f"{root} is not a MIRFLICKR-25K folder: {annotations} is missing")
+    files = sorted((p for p in root.glob("im*.jpg") if re.fullmatch(r"im\d+", p.stem)), key=_number_key)
+    if not files:
+        raise DatasetError(f"no im<N>.jpg images in {root}")
+    number_to_row = {int(p.stem[2:]): i for i, p in enumerate(files)}
+    labels = np.zeros((len(files), len(FLICKR25K_CONCEPTS)), dtype=np.uint8)
+    for column, concept in enumerate(FLICKR25K_CONCEPTS):
+        concept_file = annotations / f"{concept}.txt"
+        if not concept_file.is_file():
+            raise DatasetError(f"missing annotation file {concept_file}")
+        for token in concept_file.read_text().split():
+            row = number_to_row.get(int(token))
+            if row is not None:
+                labels[row, column] = 1
+    images, kept, skipped = decode_files(root, files, image_size)
+    return ImageSet(images, labels[kept], list(FLICKR25K_CONCEPTS), [files[i].name for i in kept],
+                    np.zeros(len(kept), dtype=bool), skipped, description="MIRFLICKR-25K")
+
+
+LOADERS: dict[str, Callable[[str | Path, int], ImageSet]] = {
+    "cifar10": load_cifar10,
+    "flickr25k": load_flickr25k,
+    "folder": load_image_folder,
+}
+
+
+def load_dataset(name: str, root: str | Path, image_size: int) -> ImageSet:
+    """Load dataset ``name`` (one of ``LOADERS``) from ``root`` at ``image_size``."""
+    if name not in LOADERS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
+    data = LOADERS[name](root, image_size)
+    if data.skipped:
+        logger.warning("%d unreadable files were skipped", len(data.skipped))
+    if len(data.images) == 0:
+        raise DatasetError(f"no readable images in {root}")
+    return data

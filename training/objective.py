@@ -1,0 +1,54 @@
+"""Maps the configured method to a loss over two augmented views of a batch."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from nac_hash.loss import NACLoss, NACMQLoss, NTXentLoss
+from nac_hash.models import HashingModel, ema_update
+from training.config import TrainConfig
+
+
+class Objective(nn.Module):
+    """NAC, NAC-MQ or SimCLR on a :class:`HashingModel`; holds the momentum encoder and queue of NAC-MQ.
+
+    NAC-MQ scores view 1's noisy code with the online inference head applied to the *momentum* encoder's
+    feature of view 2 (and vice versa). Taking phi itself from the momentum model, as a literal reading of
+    the notes suggests, would leave the online phi without gradient and so the momentum phi frozen at its
+    initialisation.
+    """
+
+    def __init__(self, config: TrainConfig, model: HashingModel) -> None:
+        super().__init__()
+        self.method = config.method
+        self.momentum_decay = config.momentum_decay
+        self.momentum_model: HashingModel | None = None
+        if self.method == "nac":
+            self.loss: nn.Module = NACLoss(config.flip_probability)
+        elif self.method == "nac_mq":
+            self.loss = NACMQLoss(config.bits, config.flip_probability, config.queue_size, config.l2_weight)
+            self.momentum_model = copy.deepcopy(model).requires_grad_(False)
+        else:
+            self.loss = NTXentLoss(config.temperature)
+
+    def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        features = model(torch.cat([view1, view2]))
+        a1, a2 = model.code_logits(features).chunk(2)
+        if self.method == "simclr":
+            return self.loss(a1, a2)
+        if self.momentum_model is None:
+            h1, h2 = features.chunk(2)
+            return self.loss(a1, a2, model.bit_logits(h2), model.bit_logits(h1))
+        with torch.no_grad():
+            self.momentum_model.train(model.training)
+            key_features = self.momentum_model(torch.cat([view1, view2]))
+            keys = self.momentum_model.code_logits(key_features)
+        k1, k2 = key_features.chunk(2)
+        return self.loss(a1, a2, model.bit_logits(k2), model.bit_logits(k1), keys)
+
+    def after_step(self, model: HashingModel) -> None:
+        if self.momentum_model is not None:
+            ema_update(self.momentum_model, model, self.momentum_decay)

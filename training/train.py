@@ -1,0 +1,198 @@
+"""The training loop: data resident on the device as uint8, augmentations on the device, LARS, checkpoints.
+
+Outputs in ``config.out_dir``:
+  ``model.safetensors`` + ``model.json``  the latest model, loadable by ``nac-hash eval`` and the indexer;
+  ``train_state.safetensors``            everything needed to resume (one file, so it is replaced atomically);
+  ``split.npz``                          the protocol split the run used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from nac_hash.atomic import atomic_path
+from nac_hash.checkpoint import save_checkpoint
+from nac_hash.inference import autocast_dtype, encode_images
+from nac_hash.metrics import evaluate_retrieval
+from nac_hash.models import HashingModel
+from nac_hash.provenance import provenance
+from training.augment import augment
+from training.config import TrainConfig
+from training.datasets import ImageSet, load_dataset
+from training.objective import Objective
+from training.optim import LARS, lars_param_groups, warmup_cosine
+from training.splits import Split, get_protocol, make_split, save_split
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.safetensors"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available")
+    return device
+
+
+@dataclasses.dataclass
+class Run:
+    """The mutable pieces of one training run."""
+
+    config: TrainConfig
+    device: torch.device
+    model: HashingModel
+    objective: Objective
+    optimizer: LARS
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    epoch: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+
+def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int) -> Run:
+    model = HashingModel(config.model_config()).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    objective = Objective(config, model).to(device)
+    optimizer = LARS(lars_param_groups(model), lr=config.lr, momentum=config.momentum,
+                     weight_decay=config.weight_decay, trust_coefficient=config.trust_coefficient)
+    scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
+    return Run(config, device, model, objective, optimizer, scheduler)
+
+
+def save_state(run: Run, path: Path) -> None:
+    """Model, objective (momentum encoder, queue) and optimizer tensors with the scalars as metadata."""
+    tensors = {f"model.{k}": v for k, v in run.model.state_dict().items()}
+    tensors |= {f"objective.{k}": v for k, v in run.objective.state_dict().items()}
+    optimizer_state = run.optimizer.state_dict()
+    for index, state in optimizer_state["state"].items():
+        tensors |= {f"optimizer.{index}.{k}": v for k, v in state.items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {
+        "epoch": run.epoch,
+        "history": run.history,
+        "scheduler": run.scheduler.state_dict(),
+        "param_groups": optimizer_state["param_groups"],
+        "config": dataclasses.asdict(run.config),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(metadata)})
+
+
+def load_state(run: Run, path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = json.loads(f.metadata()["state"])
+    tensors = load_file(str(path), device=str(run.device))
+
+    def section(prefix: str) -> dict:
+        return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+    run.model.load_state_dict(section("model."))
+    run.objective.load_state_dict(section("objective."))
+    state: dict[int, dict] = {}
+    for key, value in section("optimizer.").items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    run.optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
+    run.scheduler.load_state_dict(metadata["scheduler"])
+    run.epoch, run.history = metadata["epoch"], metadata["history"]
+
+
+def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, map_k: int | None) -> dict:
+    """mAP of the first ``queries`` queries against the whole database (a cheap estimate during training)."""
+    query = split.query[:queries]
+    codes = encode_images(model, data.images[np.concatenate([query, split.database])])
+    metrics = evaluate_retrieval(codes[: len(query)], codes[len(query):], data.labels[query],
+                                 data.labels[split.database], map_ks=(map_k or 1000,), precision_ks=())
+    model.train()
+    return {"map": metrics.map_at[map_k] if map_k else metrics.map_all, "tie_aware_map": metrics.tie_aware_map,
+            "distinct_codes": metrics.distinct_database_codes}
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train a model as ``config`` says; returns the path of the final model checkpoint."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(config.dataset, config.data_root, config.image_size)
+    protocol = get_protocol(config.protocol)
+    split = make_split(protocol, data.labels, data.is_test, config.split_seed, config.queries, config.train_images)
+    save_split(split, out / "split.npz")
+    images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
+    batch_size = min(config.batch_size, len(images))
+    steps_per_epoch = len(images) // batch_size
+    run = build_run(config, device, steps_per_epoch)
+    if config.resume and (out / STATE_FILE).is_file():
+        load_state(run, out / STATE_FILE)
+        logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
+    model_for_step = torch.compile(run.model) if config.compile else run.model
+    augment_config = config.augment_config()
+    dtype = autocast_dtype(device)
+    logger.info("training %s/%s on %d images (%s), %d steps/epoch on %s", config.method, config.arch,
+                len(images), data.description, steps_per_epoch, device)
+
+    bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch, disable=not progress, unit="step")
+    run.model.train()
+    while run.epoch < config.epochs:
+        generator = torch.Generator(device).manual_seed(config.seed * 1_000_003 + run.epoch)
+        order = torch.randperm(len(images), device=device, generator=generator)
+        started = time.perf_counter()
+        for step in range(steps_per_epoch):
+            batch = images[order[step * batch_size : (step + 1) * batch_size]]
+            view1, view2 = (augment(batch, augment_config, generator) for _ in range(2))
+            if config.channels_last:
+                view1 = view1.contiguous(memory_format=torch.channels_last)
+                view2 = view2.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = run.objective(model_for_step, view1, view2)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.scheduler.step()
+            run.objective.after_step(run.model)
+            bar.update()
+            if step == steps_per_epoch - 1 or step % 10 == 0:
+                bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
+                                img_s=f"{(step + 1) * batch_size / (time.perf_counter() - started):.0f}")
+        run.epoch += 1
+        finished = run.epoch == config.epochs
+        if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
+            scores = quick_eval(run.model, data, split, config.eval_queries, protocol.map_k)
+            run.history.append({"epoch": run.epoch, "loss": float(loss.item()), **scores})
+            logger.info("epoch %d: %s", run.epoch, run.history[-1])
+        if run.epoch % config.checkpoint_every == 0 or finished:
+            save_state(run, out / STATE_FILE)
+            save_model(run, out / MODEL_FILE)
+    bar.close()
+    return out / MODEL_FILE
+
+
+def save_model(run: Run, path: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """The model checkpoint with the run's configuration and provenance in its JSON sidecar."""
+    metadata = {
+        "method": run.config.method,
+        "protocol": run.config.protocol,
+        "dataset": run.config.dataset,
+        "split_seed": run.config.split_seed,
+        "flip_probability": run.config.flip_probability,
+        "epochs_completed": run.epoch,
+        "training": dataclasses.asdict(run.config),
+        "history": run.history,
+        **provenance(run.device),
+    }
+    return save_checkpoint(run.model, path, metadata, dtype=dtype)
