@@ -27,11 +27,13 @@ def sample_flip_mask(shape: torch.Size | tuple[int, ...], p: float, device: torc
 
 
 def bernoulli_log_likelihood(y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log Q(y | x') of a mean-field Bernoulli decoder, for relaxed codes y in [-1, 1]; sums over bits.
+    """log Q(y | x') - log(1/2^D) of a mean-field Bernoulli decoder, for relaxed codes y in [-1, 1].
 
-    Equal to sum_d log sigmoid(y_d * r_d) when y is exactly +-1.
+    Summed over bits and measured against the uniform decoder (the constant the reference code adds), so it is
+    0 for logits of 0; equal to sum_d log(2 sigmoid(y_d * r_d)) when y is exactly +-1.
     """
-    return 0.5 * (y * logits).sum(1) + 0.5 * (F.logsigmoid(logits) + F.logsigmoid(-logits)).sum(1)
+    log_variance = F.logsigmoid(logits) + F.logsigmoid(-logits) + 2 * math.log(2.0)
+    return 0.5 * ((y * logits).sum(1) + log_variance.sum(1))
 
 
 def _check_flip_probability(p: float) -> None:

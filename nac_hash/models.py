@@ -1,8 +1,8 @@
 """Encoders and heads of a NAC hashing model (NAC_NOTES section 1).
 
-A backbone f maps images to a feature h; the projection head g maps h to the code pre-activations a
-(scaled by 1/sqrt(D) as in the reference implementation), whose signs are the hash code; the inference
-head phi reads the feature of the *other* view and predicts logits for this view's code bits.
+A backbone f maps images to a feature h; the projection head g maps h to the code pre-activations a,
+whose signs are the hash code; the inference head phi reads the feature of the *other* view and predicts
+logits for this view's code bits. Both heads' outputs are scaled by 1/sqrt(D), as in the reference code.
 """
 
 from __future__ import annotations
@@ -111,10 +111,10 @@ class HashingModel(nn.Module):
         return self.projection(features) / math.sqrt(self.config.bits)
 
     def bit_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Features h of one view -> logits r of the other view's bits (the inference head phi)."""
+        """Features h of one view -> logits r = phi(h) / sqrt(D) of the other view's bits."""
         if self.inference is None:
             raise RuntimeError("this model was built without an inference head")
-        return self.inference(features)
+        return self.inference(features) / math.sqrt(self.config.bits)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

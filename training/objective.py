@@ -35,18 +35,18 @@ class Objective(nn.Module):
             self.loss = NTXentLoss(config.temperature)
 
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        features = model(torch.cat([view1, view2]))
-        a1, a2 = model.code_logits(features).chunk(2)
+        # One pass per view, so batch-norm statistics never mix an image's two views (the reference code
+        # does the same); the pairing would otherwise be visible to the network through the batch.
+        h1, h2 = model(view1), model(view2)
+        a1, a2 = model.code_logits(h1), model.code_logits(h2)
         if self.method == "simclr":
             return self.loss(a1, a2)
         if self.momentum_model is None:
-            h1, h2 = features.chunk(2)
             return self.loss(a1, a2, model.bit_logits(h2), model.bit_logits(h1))
         with torch.no_grad():
             self.momentum_model.train(model.training)
-            key_features = self.momentum_model(torch.cat([view1, view2]))
-            keys = self.momentum_model.code_logits(key_features)
-        k1, k2 = key_features.chunk(2)
+            k1, k2 = self.momentum_model(view1), self.momentum_model(view2)
+            keys = self.momentum_model.code_logits(torch.cat([k1, k2]))
         return self.loss(a1, a2, model.bit_logits(k2), model.bit_logits(k1), keys)
 
     def after_step(self, model: HashingModel) -> None:

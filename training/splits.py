@@ -1,7 +1,9 @@
 """Benchmark protocols (NAC_NOTES section 3): which images train, which query, which form the database.
 
-Splits are drawn from a seed with NumPy's PCG64 and saved as an ``.npz`` of sorted int64 indices beside
-every result, so a published number can be re-scored on exactly the same images.
+Splits are drawn from a seed with NumPy's PCG64 and saved as an ``.npz`` of int64 indices beside every
+result, so a published number can be re-scored on exactly the same images. Query and database indices are
+kept in a seeded random order: metrics break Hamming ties by database position, and the datasets are stored
+sorted by class, so keeping file order would reward codes that tie whole classes together.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def make_split(protocol: Protocol, labels: np.ndarray, is_test: np.ndarray, seed
     if protocol.kind == "official":
         if not is_test.any() or is_test.all():
             raise ValueError(f"protocol {protocol.name} needs data with both official training and test images")
-        database = np.flatnonzero(~is_test)
-        return Split(protocol.name, seed, database, np.flatnonzero(is_test), database)
+        train_images = np.flatnonzero(~is_test)
+        return Split(protocol.name, seed, train_images, rng.permutation(np.flatnonzero(is_test)),
+                     rng.permutation(train_images))
     if protocol.kind == "per_class":
         if labels.ndim != 1 or (labels < 0).any():
             raise ValueError(f"protocol {protocol.name} needs one class label per image")
@@ -80,13 +83,12 @@ def make_split(protocol: Protocol, labels: np.ndarray, is_test: np.ndarray, seed
             query_parts.append(members[:queries])
             database_parts.append(members[queries:])
             train_parts.append(members[queries : queries + train])
-        return Split(protocol.name, seed, *(np.sort(np.concatenate(p)) for p in (train_parts, query_parts,
-                                                                                   database_parts)))
+        return Split(protocol.name, seed, np.sort(np.concatenate(train_parts)),
+                     rng.permutation(np.concatenate(query_parts)), rng.permutation(np.concatenate(database_parts)))
     if len(labels) < queries + train:
         raise ValueError(f"{len(labels)} images are fewer than {queries} queries plus {train} training images")
     order = rng.permutation(len(labels))
-    return Split(protocol.name, seed, np.sort(order[queries : queries + train]), np.sort(order[:queries]),
-                 np.sort(order[queries:]))
+    return Split(protocol.name, seed, np.sort(order[queries : queries + train]), order[:queries], order[queries:])
 
 
 def save_split(split: Split, path: str | Path) -> None:

@@ -29,7 +29,7 @@ from training.augment import augment
 from training.config import TrainConfig
 from training.datasets import ImageSet, load_dataset
 from training.objective import Objective
-from training.optim import LARS, lars_param_groups, warmup_cosine
+from training.optim import LARS, warmup_cosine
 from training.splits import Split, get_protocol, make_split, save_split
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int) -
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(config, model).to(device)
-    optimizer = LARS(lars_param_groups(model), lr=config.lr, momentum=config.momentum,
+    optimizer = LARS(model.parameters(), lr=config.lr, momentum=config.momentum,
                      weight_decay=config.weight_decay, trust_coefficient=config.trust_coefficient)
     scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     return Run(config, device, model, objective, optimizer, scheduler)
