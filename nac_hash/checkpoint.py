@@ -8,6 +8,7 @@ input transform without the training config.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from importlib import resources
@@ -65,6 +66,20 @@ def save_checkpoint(model: HashingModel, path: str | Path, metadata: dict | None
     }
     write_json(sidecar_path, sidecar)
     return weights_path
+
+
+def export_checkpoint(source: str | Path, target: str | Path, metadata: dict | None = None,
+                      dtype: torch.dtype = torch.float16) -> Path:
+    """Re-save a checkpoint for inference only: weights cast to ``dtype``, the inference head dropped.
+
+    The inference head only serves training; encoding needs the backbone and the projection head.
+    """
+    model, sidecar = load_checkpoint(source)
+    inference_only = HashingModel(dataclasses.replace(model.config, inference_head=False))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("inference.")}
+    inference_only.load_state_dict(state)
+    kept = {k: v for k, v in sidecar.items() if k not in ("format_version", "model", "dtype", "weights_sha256")}
+    return save_checkpoint(inference_only, target, {**kept, **(metadata or {})}, dtype=dtype)
 
 
 def read_sidecar(path: str | Path) -> dict:

@@ -41,6 +41,24 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"results: {out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    import json
+
+    from nac_hash.checkpoint import export_checkpoint
+
+    metadata = {}
+    if args.results:
+        results = json.loads(args.results.read_text())
+        method = next(iter(results["methods"]))
+        metadata["benchmark"] = {
+            "dataset": results["dataset"], "protocol": results["protocol"], "metric": results["metric"],
+            "split_seed": results["split_seed"], "map": results["methods"][method]["map"],
+            "results_file": str(args.results),
+        }
+    path = export_checkpoint(args.checkpoint, args.out, metadata)
+    print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nac-hash", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -65,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.set_defaults(run=_eval)
+
+    export = commands.add_parser("export", help="write an fp16, inference-only copy of a checkpoint")
+    export.add_argument("checkpoint", help="model .safetensors")
+    export.add_argument("--out", type=Path, required=True, help="target .safetensors")
+    export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
+    export.set_defaults(run=_export)
     return parser
 
 

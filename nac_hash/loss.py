@@ -36,6 +36,11 @@ def bernoulli_log_likelihood(y: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     return 0.5 * ((y * logits).sum(1) + log_variance.sum(1))
 
 
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Upcast bf16/fp16 autocast outputs to float32; keep float32/float64 as they are."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _check_flip_probability(p: float) -> None:
     if not 0.0 < p < 0.5:
         raise ValueError(f"flip probability p must lie in (0, 0.5), got {p}")
@@ -55,11 +60,11 @@ class NACLoss(nn.Module):
 
     def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
                 flip_mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.tanh(torch.cat([a1, a2]).float())
-        logits = torch.cat([r1, r2]).float()
+        z = torch.tanh(_full_precision(torch.cat([a1, a2])))
+        logits = _full_precision(torch.cat([r1, r2]))
         if flip_mask is None:
             flip_mask = sample_flip_mask(z.shape, self.p, z.device)
-        y = flip_mask * z
+        y = flip_mask.to(z.dtype) * z
         positive = bernoulli_log_likelihood(y, logits)
         negative = torch.logsumexp(self.weight * (y @ z.T), dim=1)
         return (negative - positive).mean()
@@ -104,13 +109,13 @@ class NACMQLoss(nn.Module):
 
     def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
                 keys: torch.Tensor, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.tanh(torch.cat([a1, a2]).float())
-        logits = torch.cat([r1, r2]).float()
-        key_codes = torch.tanh(keys.detach().float())
+        z = torch.tanh(_full_precision(torch.cat([a1, a2])))
+        logits = _full_precision(torch.cat([r1, r2]))
+        key_codes = torch.tanh(keys.detach().to(z.dtype))
         if flip_mask is None:
             flip_mask = sample_flip_mask(z.shape, self.p, z.device)
-        y = flip_mask * z
-        negatives = torch.cat([key_codes, self.queue[: int(self.filled)].to(z.device)])
+        y = flip_mask.to(z.dtype) * z
+        negatives = torch.cat([key_codes, self.queue[: int(self.filled)].to(z)])
         positive = bernoulli_log_likelihood(y, logits)
         negative = torch.logsumexp(self.weight * (y @ negatives.T), dim=1)
         loss = (negative - positive + self.l2_weight * z.pow(2).sum(1)).mean()
@@ -128,7 +133,7 @@ class NTXentLoss(nn.Module):
         self.temperature = temperature
 
     def forward(self, a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
-        z = F.normalize(torch.cat([a1, a2]).float(), dim=1)
+        z = F.normalize(_full_precision(torch.cat([a1, a2])), dim=1)
         n = len(a1)
         similarity = (z @ z.T) / self.temperature
         similarity.fill_diagonal_(float("-inf"))

@@ -144,5 +144,5 @@ def evaluate_retrieval(
         pr_curve=curve,
         num_queries=num_queries,
         database_size=num_db,
-        distinct_database_codes=int(len(np.unique(database_codes, axis=0))),
+        distinct_database_codes=len(np.unique(database_codes, axis=0)),
     )

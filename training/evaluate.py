@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nac_hash.atomic import write_json
 from nac_hash.baselines import RandomHyperplaneLSH

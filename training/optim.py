@@ -31,7 +31,7 @@ class LARS(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch's Optimizer signature
+    def step(self, closure=None):
         loss = None if closure is None else closure()
         for group in self.param_groups:
             for p in group["params"]:

@@ -149,7 +149,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch, disable=not progress, unit="step")
     run.model.train()
     while run.epoch < config.epochs:
-        generator = torch.Generator(device).manual_seed(config.seed * 1_000_003 + run.epoch)
+        # Seeding every epoch from (seed, epoch) makes a resumed run draw the same batches, crops and
+        # flip masks as an uninterrupted one.
+        epoch_seed = config.seed * 1_000_003 + run.epoch
+        torch.manual_seed(epoch_seed)
+        generator = torch.Generator(device).manual_seed(epoch_seed)
         order = torch.randperm(len(images), device=device, generator=generator)
         started = time.perf_counter()
         for step in range(steps_per_epoch):

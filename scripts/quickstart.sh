@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: install, unpack the CIFAR-10 JPEG copy from ../shared/data (or use
+# DATA_ROOT), and score the packaged default model on the cifar10-nac protocol beside an LSH baseline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+DATA_ROOT=${DATA_ROOT:-data/CIFAR-10-images}
+if [ ! -d "$DATA_ROOT" ]; then
+  archive=../shared/data/cifar-10-images.tar.gz
+  [ -f "$archive" ] || { echo "no CIFAR-10 at $DATA_ROOT and no $archive; set DATA_ROOT" >&2; exit 1; }
+  mkdir -p data && tar xzf "$archive" -C data
+fi
+.venv/bin/nac-hash eval --data-root "$DATA_ROOT" --baselines lsh --out results/default-cifar10-nac.json

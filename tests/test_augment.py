@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from nac_hash.models import ModelConfig
+from nac_hash.transforms import model_input
+from training.augment import AugmentConfig, augment, crop_boxes, hsv_to_rgb, rgb_to_hsv
+
+
+def images(n: int = 6, size: int = 32) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_identity_settings_reproduce_the_eval_transform():
+    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=0.0,
+                           jitter_probability=0.0, grayscale_probability=0.0)
+    x = images()
+    assert torch.allclose(augment(x, config), model_input(x, ModelConfig()), atol=1e-4)
+
+
+def test_flip_mirrors_the_image():
+    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=1.0,
+                           jitter_probability=0.0, grayscale_probability=0.0)
+    x = images()
+    assert torch.allclose(augment(x, config), model_input(x, ModelConfig()).flip(-1), atol=1e-4)
+
+
+def test_grayscale_gives_equal_channels_before_normalisation():
+    config = AugmentConfig(grayscale_probability=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    out = augment(images(), config)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 1], out[:, 2], atol=1e-6)
+
+
+def test_output_shape_range_and_seeded_determinism():
+    config = AugmentConfig(size=24, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    a = augment(images(), config, torch.Generator().manual_seed(5))
+    b = augment(images(), config, torch.Generator().manual_seed(5))
+    c = augment(images(), config, torch.Generator().manual_seed(6))
+    assert a.shape == (6, 3, 24, 24) and a.dtype == torch.float32
+    assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_crop_boxes_respect_scale_and_image_bounds():
+    boxes = crop_boxes(2000, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), torch.device("cpu"),
+                       torch.Generator().manual_seed(0))
+    cx, cy, w, h = boxes.unbind(1)
+    area = w * h / (32 * 32)
+    assert (area >= 0.08 - 1e-4).all() and (area <= 1 + 1e-4).all()
+    assert (cx - w / 2 >= -1e-4).all() and (cx + w / 2 <= 32 + 1e-4).all()
+    assert (cy - h / 2 >= -1e-4).all() and (cy + h / 2 <= 32 + 1e-4).all()
+
+
+def test_hsv_round_trip():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
+
+
+def test_zero_jitter_strength_is_identity():
+    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=0.0,
+                           brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, jitter_probability=1.0,
+                           grayscale_probability=0.0)
+    x = images()
+    assert torch.allclose(augment(x, config), model_input(x, ModelConfig()), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_on_the_gpu():
+    out = augment(images().cuda(), AugmentConfig())
+    assert out.is_cuda and out.shape == (6, 3, 32, 32)

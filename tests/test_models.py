@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from nac_hash.models import HashingModel, ModelConfig, ema_update
+
+
+@pytest.mark.parametrize(("arch", "dim"), [("vgg16_bn", 512), ("resnet18", 512), ("resnet50", 2048),
+                                           ("cnn_small", 256)])
+def test_architectures_give_codes_of_the_configured_length(arch, dim):
+    model = HashingModel(ModelConfig(arch=arch, bits=64, image_size=32)).eval()
+    features = model(torch.randn(2, 3, 32, 32))
+    assert model.feature_dim == dim and features.shape == (2, dim)
+    assert model.code_logits(features).shape == (2, 64)
+    assert model.bit_logits(features).shape == (2, 64)
+
+
+def test_resnet_stem_follows_image_size():
+    small = HashingModel(ModelConfig(arch="resnet18", image_size=32)).backbone
+    large = HashingModel(ModelConfig(arch="resnet18", image_size=224)).backbone
+    assert small.conv1.stride == (1, 1) and isinstance(small.maxpool, torch.nn.Identity)
+    assert large.conv1.stride == (2, 2) and isinstance(large.maxpool, torch.nn.MaxPool2d)
+
+
+@pytest.mark.parametrize("kwargs", [{"bits": 100}, {"bits": 8}, {"arch": "vit"}, {"image_size": 8}])
+def test_invalid_configs_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        ModelConfig(**kwargs)
+
+
+def test_model_without_inference_head_refuses_bit_logits():
+    model = HashingModel(ModelConfig(arch="cnn_small", inference_head=False))
+    with pytest.raises(RuntimeError):
+        model.bit_logits(torch.zeros(1, model.feature_dim))
+
+
+def test_ema_update_moves_target_towards_source():
+    source = HashingModel(ModelConfig(arch="cnn_small", bits=16))
+    target = HashingModel(ModelConfig(arch="cnn_small", bits=16))
+    before = next(target.parameters()).detach().clone()
+    ema_update(target, source, decay=0.9)
+    expected = 0.9 * before + 0.1 * next(source.parameters()).detach()
+    assert torch.allclose(next(target.parameters()), expected, atol=1e-6)

@@ -1,0 +1,88 @@
+"""End-to-end: `nac-hash train` and `nac-hash eval` on a small generated folder, on the CPU."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+import training.train
+from nac_hash.cli import main
+from training.config import load_config
+from training.train import train
+
+
+def train_args(data_root, out_dir, epochs: int, method: str = "nac") -> list[str]:
+    return ["train", "--dataset", "folder", "--data-root", str(data_root), "--queries", "4",
+            "--train-images", "8", "--arch", "cnn_small", "--bits", "16", "--method", method,
+            "--epochs", str(epochs), "--warmup-epochs", "1", "--batch-size", "12", "--eval-every", "1",
+            "--checkpoint-every", "1", "--eval-queries", "6", "--out-dir", str(out_dir), "--device", "cpu"]
+
+
+def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_folders, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(class_folders, out, epochs=2)) == 0
+    sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["model"]["arch"] == "cnn_small" and sidecar["model"]["bits"] == 16
+    assert sidecar["epochs_completed"] == 2 and sidecar["split_seed"] == 0
+    assert [h["epoch"] for h in sidecar["history"]] == [1, 2]
+    assert {"command", "git_commit", "hardware"} <= sidecar.keys()
+    assert (out / "split.npz").is_file() and (out / "train_state.safetensors").is_file()
+
+    results_path = tmp_path / "results.json"
+    assert main(["eval", str(out / "model.safetensors"), "--data-root", str(class_folders), "--out",
+                 str(results_path), "--baselines", "lsh", "--device", "cpu"]) == 0
+    results = json.loads(results_path.read_text())
+    assert results["protocol"] == "cifar10-nac" and results["metric"] == "mAP@all"
+    assert set(results["methods"]) == {"nac", "lsh"}
+    for scores in results["methods"].values():
+        assert 0 <= scores["map_all"] <= 1 and scores["num_queries"] == 12 and scores["database_size"] == 24
+        assert {"map@1000", "tie_aware_map", "precision@1000", "distinct_codes", "pr_curve"} <= scores.keys()
+    assert (tmp_path / "results.split.npz").is_file()
+
+
+@pytest.mark.parametrize("method", ["nac", "nac_mq"])
+def test_resumed_run_equals_an_uninterrupted_one(class_folders, tmp_path, method, monkeypatch):
+    def config(out, epochs=3):
+        overrides = {"dataset": "folder", "data_root": str(class_folders), "queries": 4, "train_images": 8,
+                     "arch": "cnn_small", "bits": 16, "method": method, "epochs": epochs, "warmup_epochs": 1,
+                     "batch_size": 12, "out_dir": str(out), "device": "cpu", "queue_size": 48,
+                     "checkpoint_every": 1}
+        return load_config(None, overrides)
+
+    straight = train(config(tmp_path / "straight"), progress=False)
+
+    def save_then_die(run, path):
+        saved = real_save_model(run, path)
+        if run.epoch == 2:
+            raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
+        return saved
+
+    real_save_model = training.train.save_model
+    monkeypatch.setattr(training.train, "save_model", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "resumed"), progress=False)
+    monkeypatch.setattr(training.train, "save_model", real_save_model)
+    resumed = train(config(tmp_path / "resumed"), progress=False)
+    a, b = load_file(straight), load_file(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name].float() - b[name].float()).abs().max() < 1e-5, name
+    sidecar = json.loads(resumed.with_suffix(".json").read_text())
+    assert sidecar["epochs_completed"] == 3
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("epochs: 700\nlr: 0.5\n")
+    config = load_config(path, {"lr": 1.5, "bits": None})
+    assert (config.epochs, config.lr, config.bits) == (700, 1.5, 128)
+    path.write_text("epoch: 7\n")
+    with pytest.raises(ValueError, match="unknown training options: epoch"):
+        load_config(path)
+
+
+def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.safetensors")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["train", "--method", "byol", "--out-dir", str(tmp_path)]) == 2
+    assert "method must be one of" in capsys.readouterr().err
