@@ -59,6 +59,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     epoch: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
+    origin: dict = dataclasses.field(default_factory=dict)  # command, commit, hardware at the start of the run
 
 
 def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int) -> Run:
@@ -137,6 +138,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     batch_size = min(config.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     run = build_run(config, device, steps_per_epoch)
+    run.origin = provenance(device)
     if config.resume and (out / STATE_FILE).is_file():
         load_state(run, out / STATE_FILE)
         logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
@@ -197,6 +199,6 @@ def save_model(run: Run, path: Path, dtype: torch.dtype = torch.float32) -> Path
         "epochs_completed": run.epoch,
         "training": dataclasses.asdict(run.config),
         "history": run.history,
-        **provenance(run.device),
+        **run.origin,
     }
     return save_checkpoint(run.model, path, metadata, dtype=dtype)
