@@ -32,12 +32,12 @@ def _eval(args: argparse.Namespace) -> None:
                        data_root=args.data_root, split_seed=args.split_seed,
                        baselines=tuple(b for b in args.baselines.split(",") if b), device=args.device,
                        batch_size=args.batch_size)
-    print(f"{results['dataset']}, protocol {results['protocol']}, {results['bits']} bits, "
-          f"split seed {results['split_seed']}")
+    print(f"{results['dataset']}, protocol {results['protocol']} (scored by {results['metric']}), "
+          f"{results['bits']} bits, split seed {results['split_seed']}")
     for name, scores in results["methods"].items():
-        print(f"  {name:8s} {results['metric']} {scores['map']:.4f}  mAP@all {scores['map_all']:.4f}  "
-              f"mAP@1000 {scores['map@1000']:.4f}  tie-aware mAP {scores['tie_aware_map']:.4f}  "
-              f"P@1000 {scores['precision@1000']:.4f}  distinct codes {scores['distinct_codes']}")
+        print(f"  {name:8s} mAP@all {scores['map_all']:.4f}  mAP@1000 {scores['map@1000']:.4f}  "
+              f"tie-aware mAP {scores['tie_aware_map']:.4f}  P@1000 {scores['precision@1000']:.4f}  "
+              f"distinct codes {scores['distinct_codes']}")
     print(f"results: {out}")
 
 

@@ -43,7 +43,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available")
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
     return device
 
 
