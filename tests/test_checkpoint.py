@@ -66,3 +66,16 @@ def test_export_drops_the_inference_head_and_keeps_codes(tmp_path):
     assert sidecar["split_seed"] == 5 and sidecar["note"] == 1 and sidecar["dtype"] == "float16"
     x = torch.randn(64, 3, 24, 24)
     assert ((exported.encode(x) > 0) == (model.encode(x) > 0)).float().mean() > 0.99
+
+
+def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
+    from nac_hash.atomic import atomic_path, write_json
+
+    target = tmp_path / "a.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.stat().st_mode & 0o044  # readable by group/others under the usual umask
