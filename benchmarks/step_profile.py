@@ -1,4 +1,4 @@
-"""Time one training step, split into augmentation and model+optimizer, with device events.
+"""Time one training step, split into augmentation and model+optimizer (synchronising in between).
 
 Usage: python benchmarks/step_profile.py [--arch vgg16_bn] [--batch-size 1000] [--steps 50] [--compile]
 
@@ -14,11 +14,9 @@ import time
 
 import torch
 
-from nac_hash.inference import autocast_dtype
 from nac_hash.provenance import hardware
-from training.augment import augment
 from training.config import TrainConfig
-from training.train import build_run, resolve_device
+from training.train import build_run, optimize, resolve_device, two_views
 
 
 def profile(config: TrainConfig, steps: int, warmup: int = 10) -> dict:
@@ -27,23 +25,16 @@ def profile(config: TrainConfig, steps: int, warmup: int = 10) -> dict:
     model = torch.compile(run.model) if config.compile else run.model
     images = torch.randint(0, 256, (config.batch_size, 3, config.image_size, config.image_size),
                            dtype=torch.uint8, device=device)
-    dtype = autocast_dtype(device)
-    augment_config = config.augment_config()
     augment_s = total_s = 0.0
     for step in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        views = [augment(images, augment_config) for _ in range(2)]
+        views = two_views(images, config)
         if device.type == "cuda":
             torch.cuda.synchronize()
         middle = time.perf_counter()
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = run.objective(model, *views)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        optimize(run, model, *views)
         if device.type == "cuda":
             torch.cuda.synchronize()
         end = time.perf_counter()

@@ -7,6 +7,7 @@ depends on the applications.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -42,8 +43,6 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import json
-
     from nac_hash.checkpoint import export_checkpoint
 
     metadata = {}

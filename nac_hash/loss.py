@@ -41,6 +41,21 @@ def _full_precision(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _noisy_codes(a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, p: float,
+                 flip_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean relaxed codes z = tanh(a), the bit logits, and the noisy codes y = m * z, all (2K, D)."""
+    z = torch.tanh(_full_precision(torch.cat([a1, a2])))
+    logits = _full_precision(torch.cat([r1, r2]))
+    if flip_mask is None:
+        flip_mask = sample_flip_mask(z.shape, p, z.device)
+    return z, logits, flip_mask.to(z.dtype) * z
+
+
+def _negative_bound(y: torch.Tensor, logits: torch.Tensor, negatives: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per input: -log Q(y | x') + logsumexp_k(lambda * y . z_k) over the negative codes z_k."""
+    return torch.logsumexp(weight * (y @ negatives.T), dim=1) - bernoulli_log_likelihood(y, logits)
+
+
 def _check_flip_probability(p: float) -> None:
     if not 0.0 < p < 0.5:
         raise ValueError(f"flip probability p must lie in (0, 0.5), got {p}")
@@ -60,14 +75,8 @@ class NACLoss(nn.Module):
 
     def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
                 flip_mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.tanh(_full_precision(torch.cat([a1, a2])))
-        logits = _full_precision(torch.cat([r1, r2]))
-        if flip_mask is None:
-            flip_mask = sample_flip_mask(z.shape, self.p, z.device)
-        y = flip_mask.to(z.dtype) * z
-        positive = bernoulli_log_likelihood(y, logits)
-        negative = torch.logsumexp(self.weight * (y @ z.T), dim=1)
-        return (negative - positive).mean()
+        z, logits, y = _noisy_codes(a1, a2, r1, r2, self.p, flip_mask)
+        return _negative_bound(y, logits, z, self.weight).mean()
 
 
 class NACMQLoss(nn.Module):
@@ -109,16 +118,10 @@ class NACMQLoss(nn.Module):
 
     def forward(self, a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor,
                 keys: torch.Tensor, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = torch.tanh(_full_precision(torch.cat([a1, a2])))
-        logits = _full_precision(torch.cat([r1, r2]))
+        z, logits, y = _noisy_codes(a1, a2, r1, r2, self.p, flip_mask)
         key_codes = torch.tanh(keys.detach().to(z.dtype))
-        if flip_mask is None:
-            flip_mask = sample_flip_mask(z.shape, self.p, z.device)
-        y = flip_mask.to(z.dtype) * z
         negatives = torch.cat([key_codes, self.queue[: int(self.filled)].to(z)])
-        positive = bernoulli_log_likelihood(y, logits)
-        negative = torch.logsumexp(self.weight * (y @ negatives.T), dim=1)
-        loss = (negative - positive + self.l2_weight * z.pow(2).sum(1)).mean()
+        loss = (_negative_bound(y, logits, negatives, self.weight) + self.l2_weight * z.pow(2).sum(1)).mean()
         self.enqueue(key_codes)
         return loss
 

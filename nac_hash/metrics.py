@@ -37,6 +37,10 @@ class RetrievalMetrics:
     database_size: int = 0
     distinct_database_codes: int = 0
 
+    def protocol_map(self, map_k: int | None) -> float:
+        """The mAP a protocol reports: mAP@k when it names a k (which must be among ``map_at``), else mAP@all."""
+        return self.map_at[map_k] if map_k else self.map_all
+
 
 def relevance(query_labels: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
     """(Q, N) boolean relevance: equal labels for 1-D int labels, any shared label for 2-D multi-hot."""

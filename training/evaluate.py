@@ -31,7 +31,7 @@ BASELINES = ("lsh",)
 
 def _summary(metrics: RetrievalMetrics, map_k: int | None) -> dict:
     return {
-        "map": metrics.map_at[map_k] if map_k else metrics.map_all,
+        "map": metrics.protocol_map(map_k),
         "map_all": metrics.map_all,
         "tie_aware_map": metrics.tie_aware_map,
         **{f"map@{k}": v for k, v in metrics.map_at.items()},

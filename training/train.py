@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -93,8 +94,6 @@ def save_state(run: Run, path: Path) -> None:
 
 
 def load_state(run: Run, path: Path) -> None:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         metadata = json.loads(f.metadata()["state"])
     tensors = load_file(str(path), device=str(run.device))
@@ -120,8 +119,31 @@ def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, 
     metrics = evaluate_retrieval(codes[: len(query)], codes[len(query):], data.labels[query],
                                  data.labels[split.database], map_ks=(map_k or 1000,), precision_ks=())
     model.train()
-    return {"map": metrics.map_at[map_k] if map_k else metrics.map_all, "tie_aware_map": metrics.tie_aware_map,
+    return {"map": metrics.protocol_map(map_k), "tie_aware_map": metrics.tie_aware_map,
             "distinct_codes": metrics.distinct_database_codes}
+
+
+def two_views(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent augmentations of a uint8 batch, in the memory format the model trains in."""
+    augment_config = config.augment_config()
+    views = [augment(batch, augment_config, generator) for _ in range(2)]
+    if config.channels_last:
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    return views[0], views[1]
+
+
+def optimize(run: Run, model: torch.nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on a pair of views; ``model`` is ``run.model`` or its compiled wrapper."""
+    dtype = autocast_dtype(run.device)
+    with torch.autocast(run.device.type, dtype=dtype, enabled=dtype is not None):
+        loss = run.objective(model, view1, view2)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    run.objective.after_step(run.model)
+    return loss
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -143,8 +165,6 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         load_state(run, out / STATE_FILE)
         logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
     model_for_step = torch.compile(run.model) if config.compile else run.model
-    augment_config = config.augment_config()
-    dtype = autocast_dtype(device)
     logger.info("training %s/%s on %d images (%s), %d steps/epoch on %s", config.method, config.arch,
                 len(images), data.description, steps_per_epoch, device)
 
@@ -160,17 +180,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         started = time.perf_counter()
         for step in range(steps_per_epoch):
             batch = images[order[step * batch_size : (step + 1) * batch_size]]
-            view1, view2 = (augment(batch, augment_config, generator) for _ in range(2))
-            if config.channels_last:
-                view1 = view1.contiguous(memory_format=torch.channels_last)
-                view2 = view2.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = run.objective(model_for_step, view1, view2)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            run.scheduler.step()
-            run.objective.after_step(run.model)
+            loss = optimize(run, model_for_step, *two_views(batch, config, generator))
             bar.update()
             if step == steps_per_epoch - 1 or step % 10 == 0:
                 bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
