@@ -16,6 +16,12 @@ def _umask() -> int:
     return mask
 
 
+def fsync_file(path: str | Path) -> None:
+    """Flush ``path``'s contents to disk, so that a rename after it publishes complete data."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``."""
@@ -26,8 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:

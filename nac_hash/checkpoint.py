@@ -18,12 +18,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nac_hash.atomic import atomic_path, write_json
+from nac_hash.errors import NacHashError
 from nac_hash.models import HashingModel, ModelConfig
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(NacHashError):
     """A checkpoint is missing, incomplete, corrupt or of an unknown format."""
 
 

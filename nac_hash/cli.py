@@ -12,9 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
-from nac_hash.checkpoint import CheckpointError, default_checkpoint
+from nac_hash.checkpoint import default_checkpoint
+from nac_hash.errors import NacHashError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, CheckpointError)
+USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, FileNotFoundError)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="target .safetensors")
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
     export.set_defaults(run=_export)
+
+    from index_data.cli import add_index_commands
+
+    add_index_commands(commands)
     return parser
 
 
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         args.run(args)
     except USER_ERRORS as e:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from nac_hash.models import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
+from nac_hash.options import add_dataclass_arguments, set_fields
 from training.augment import AugmentConfig
 from training.datasets import LOADERS
 from training.splits import PROTOCOLS
@@ -97,29 +96,10 @@ class TrainConfig:
                              grayscale_probability=self.grayscale_probability)
 
 
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _base_type(annotation: object) -> type:
-    """int | None -> int; plain types pass through."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation  # type: ignore[return-value]
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per TrainConfig field, defaulting to None so unset options can be told apart."""
-    hints = typing.get_type_hints(TrainConfig)
+    """Add ``--config`` and one option per TrainConfig field."""
     parser.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
-    for field in dataclasses.fields(TrainConfig):
-        kind = _base_type(hints[field.name])
-        if kind is bool:
-            parser.add_argument(_option(field.name), action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default: {field.default})")
-        else:
-            parser.add_argument(_option(field.name), type=kind, default=None, metavar=kind.__name__.upper(),
-                                help=f"(default: {field.default})")
+    add_dataclass_arguments(parser, TrainConfig)
 
 
 def load_config(path: Path | None = None, overrides: dict | None = None) -> TrainConfig:
@@ -139,5 +119,4 @@ def load_config(path: Path | None = None, overrides: dict | None = None) -> Trai
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return load_config(args.config, {k: v for k, v in vars(args).items() if k in fields})
+    return load_config(args.config, set_fields(TrainConfig, args))

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from nac_hash.images import InvalidImageError, is_image_file, list_images, read_image
 from nac_hash.transforms import square_image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -71,11 +71,9 @@ class ImageSet:
 def _decode(path: Path, size: int) -> np.ndarray | str:
     """Decoded square image, or the reason it could not be read."""
     try:
-        with Image.open(path) as image:
-            image.seek(0)
-            return square_image(image, size)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        return f"{type(e).__name__}: {e}"
+        return read_image(path, size)
+    except (InvalidImageError, OSError) as e:
+        return str(e)
 
 
 def decode_files(root: Path, files: Sequence[Path], size: int,
@@ -98,11 +96,6 @@ def decode_files(root: Path, files: Sequence[Path], size: int,
             kept.append(i)
     images = np.stack([results[i] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     return images, kept, skipped
-
-
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursively, any letter case), in sorted path order."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _number_key(path: Path) -> tuple[str, int, str]:
@@ -153,7 +146,7 @@ def _load_cifar10_jpeg(root: Path, image_size: int) -> ImageSet:
     files, labels, is_test = [], [], []
     for part in ("train", "test"):
         for label, name in enumerate(CIFAR10_CLASSES):
-            class_files = sorted((p for p in (root / part / name).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS),
+            class_files = sorted((p for p in (root / part / name).glob("*") if is_image_file(p)),
                                  key=_number_key)
             files += class_files
             labels += [label] * len(class_files)

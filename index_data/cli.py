@@ -1,0 +1,132 @@
+"""``nac-hash index build|add|remove|rebuild|info`` and ``nac-hash search``.
+
+Parsers import nothing heavy; each command imports the indexer or the search API when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from index_data.config import IndexOptions
+from nac_hash.options import add_dataclass_arguments, set_fields
+from nac_hash.search_params import SearchParams
+
+if TYPE_CHECKING:
+    from index_data.indexer import Report
+
+
+def _options(args: argparse.Namespace) -> IndexOptions:
+    return IndexOptions(**set_fields(IndexOptions, args))
+
+
+def _print_report(report: Report, index_dir: Path) -> None:
+    print(report.summary())
+    if report.skipped:
+        print(f"skipped files and reasons: {index_dir / 'report.json'}")
+
+
+def _build(args: argparse.Namespace) -> None:
+    from index_data.indexer import build
+
+    _print_report(build(args.images, args.out, _options(args)), args.out)
+
+
+def _add(args: argparse.Namespace) -> None:
+    from index_data.indexer import add
+
+    _print_report(add(args.images, args.index, _options(args)), args.index)
+
+
+def _remove(args: argparse.Namespace) -> None:
+    from index_data.indexer import remove
+
+    if not args.ids and not args.paths:
+        raise ValueError("give item ids (--id) or file paths (--path) to remove")
+    _print_report(remove(args.index, ids=args.ids, paths=args.paths), args.index)
+
+
+def _rebuild(args: argparse.Namespace) -> None:
+    from index_data.indexer import rebuild
+
+    report = rebuild(args.index, args.index_type)
+    print(f"rebuilt {report.total} codes in {report.seconds:.1f} s")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from index_data.indexer import info
+
+    print(json.dumps(info(args.index), indent=2))
+
+
+def _search(args: argparse.Namespace) -> None:
+    from nac_hash.images import read_image
+    from nac_hash.search import Searcher
+
+    searcher = Searcher.open(args.index, args.checkpoint, mmap=args.mmap, threads=args.threads,
+                             params=SearchParams(**set_fields(SearchParams, args)))
+    size = searcher.model.config.image_size
+    codes = searcher.encode([read_image(Path(image), size) for image in args.images])
+    if args.radius is not None:
+        results = searcher.radius_search(codes, args.radius)
+    else:
+        results = searcher.search(codes, args.k, args.max_distance)
+    if args.json:
+        print(json.dumps([{"query": str(q), "hits": [{"id": h.id, "distance": h.distance,
+                                                       **(h.item.to_dict() if h.item else {})} for h in hits]}
+                          for q, hits in zip(args.images, results, strict=True)], indent=2))
+        return
+    for query, hits in zip(args.images, results, strict=True):
+        print(f"{query}:")
+        for rank, hit in enumerate(hits, 1):
+            print(f"  {rank:4d}  {hit.distance:3d}  {hit.item.file if hit.item else f'id {hit.id}'}")
+
+
+def add_index_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``index`` (with its subcommands) and ``search`` to the ``nac-hash`` parser."""
+    index = commands.add_parser("index", help="build and maintain a Hamming index of image folders")
+    actions = index.add_subparsers(dest="action", required=True)
+
+    build = actions.add_parser("build", help="index every image under the folders into a new index")
+    build.add_argument("images", nargs="+", type=Path, help="folders of images (searched recursively)")
+    build.add_argument("--out", type=Path, required=True, help="index directory (replaced when the build ends)")
+    add_dataclass_arguments(build, IndexOptions)
+    build.set_defaults(run=_build)
+
+    add = actions.add_parser("add", help="add new and changed images under the folders to an index")
+    add.add_argument("index", type=Path, help="index directory")
+    add.add_argument("images", nargs="+", type=Path, help="folders of images")
+    add_dataclass_arguments(add, IndexOptions)
+    add.set_defaults(run=_add)
+
+    remove = actions.add_parser("remove", help="remove items by id or by path")
+    remove.add_argument("index", type=Path, help="index directory")
+    remove.add_argument("--id", dest="ids", type=int, action="append", default=[], help="item id (repeatable)")
+    remove.add_argument("--path", dest="paths", type=Path, action="append", default=[],
+                        help="indexed file path (repeatable)")
+    remove.set_defaults(run=_remove)
+
+    rebuild = actions.add_parser("rebuild", help="rebuild the FAISS index from the stored codes")
+    rebuild.add_argument("index", type=Path, help="index directory")
+    rebuild.add_argument("--index-type", help="flat, ivf, hnsw, multihash or a FAISS binary factory string "
+                         "(default: the current type)")
+    rebuild.set_defaults(run=_rebuild)
+
+    info = actions.add_parser("info", help="print what an index holds, as JSON")
+    info.add_argument("index", type=Path, help="index directory")
+    info.set_defaults(run=_info)
+
+    search = commands.add_parser("search", help="print the nearest indexed images of query images")
+    search.add_argument("index", type=Path, help="index directory")
+    search.add_argument("images", nargs="+", type=Path, help="query image files")
+    search.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+    search.add_argument("--max-distance", type=int, help="drop neighbours farther than this Hamming distance")
+    search.add_argument("--radius", type=int, help="return every item within this Hamming distance instead of top k")
+    search.add_argument("--checkpoint", help="model (default: the one the index was built with)")
+    search.add_argument("--threads", type=int, help="FAISS search threads (default: all cores)")
+    search.add_argument("--mmap", action="store_true", help="memory-map a flat index instead of loading it")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    add_dataclass_arguments(search, SearchParams)
+    search.set_defaults(run=_search)

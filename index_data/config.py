@@ -1,0 +1,32 @@
+"""Options of the indexer, importable without FAISS: the command line builds its options from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How files are read and encoded; every field is a command-line option of `nac-hash index`.
+
+    Attributes:
+        checkpoint: model to encode with (default: the packaged model for a build, the index's own for an add).
+        index_type: flat, ivf, hnsw, multihash or a FAISS binary factory string.
+        batch_size: images encoded per forward pass.
+        workers: threads reading, hashing and decoding files.
+        max_pixels: larger images are skipped (decompression bombs).
+        max_bytes: larger files are skipped.
+        device: torch device for encoding.
+        progress: show a progress bar.
+    """
+
+    checkpoint: str | None = None
+    index_type: str = "flat"
+    batch_size: int = 256
+    workers: int = 8
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    device: str = "cpu"
+    progress: bool = True

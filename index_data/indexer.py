@@ -1,0 +1,286 @@
+"""Build and maintain an index directory from folders of images.
+
+Stages: find image files under each folder; read each file once, hash it, and decode it only when it is new
+or changed; encode decoded images in batches; commit rows, codes and the FAISS index together (see
+:mod:`nac_hash.store`). Files that cannot be read are listed in the report and skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from index_data.config import IndexOptions
+from nac_hash.atomic import fsync_file, write_json
+from nac_hash.catalog import Catalog, ItemNotFoundError, NewItem
+from nac_hash.checkpoint import default_checkpoint, load_checkpoint
+from nac_hash.images import InvalidImageError, decode_image, is_image_file
+from nac_hash.index import HammingIndex, new_faiss_index
+from nac_hash.inference import encode_images
+from nac_hash.models import HashingModel
+from nac_hash.store import (
+    CATALOG_NAME,
+    REPORT_NAME,
+    IndexStore,
+    faiss_path,
+    new_state,
+    recover_catalog,
+    remove_stale_files,
+    write_lock,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """What a build or an add did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    total: int = 0
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+    def summary(self) -> str:
+        return (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed, "
+                f"{len(self.skipped)} skipped; {self.total} items in the index ({self.seconds:.1f} s)")
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A file read once: its details, and its decoded pixels when it needs encoding."""
+
+    item: NewItem | None = None
+    image: np.ndarray | None = None
+    existing_id: int | None = None
+    skip_reason: str | None = None
+
+
+def find_files(folders: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """(absolute root, file) for every image file under each folder, in sorted order."""
+    found = []
+    for folder in folders:
+        root = Path(folder).resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+        found += [(root, p) for p in sorted(root.rglob("*")) if p.is_file() and is_image_file(p)]
+    return found
+
+
+def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, options: IndexOptions) -> _Read:
+    relative = str(file.relative_to(root))
+    try:
+        stat = file.stat()
+        if stat.st_size > options.max_bytes:
+            raise InvalidImageError(f"file has {stat.st_size:,} bytes, more than the limit of {options.max_bytes:,}")
+        data = file.read_bytes()
+    except OSError as e:
+        return _Read(skip_reason=f"cannot read: {e}")
+    except InvalidImageError as e:
+        return _Read(skip_reason=str(e))
+    digest = hashlib.sha256(data).hexdigest()
+    existing_id, known_digest = known.get(relative, (None, None))
+    if known_digest == digest:
+        return _Read(existing_id=existing_id)
+    try:
+        image = decode_image(data, size, options.max_pixels, options.max_bytes)
+    except InvalidImageError as e:
+        return _Read(skip_reason=str(e))
+    label = file.parent.name if file.parent != root else None
+    item = NewItem(str(root), relative, len(data), stat.st_mtime_ns, digest, label, b"")
+    return _Read(item=item, image=image, existing_id=existing_id)
+
+
+def _chunks(files: list[tuple[Path, Path]], size: int) -> Iterator[list[tuple[Path, Path]]]:
+    for start in range(0, len(files), size):
+        yield files[start : start + size]
+
+
+def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,
+                 report: Report) -> tuple[list[NewItem], list[tuple[int, NewItem]]]:
+    """Read, hash, decode and encode the files the catalog does not hold yet.
+
+    Returns:
+        New items, and (id, item) for files whose content changed since they were indexed.
+    """
+    known = {root: catalog.known_files(root) for root in {str(r) for r, _ in files}}
+    size = model.config.image_size
+    new, changed = [], []
+    bar = tqdm(total=len(files), desc="index", unit="img", disable=not options.progress)
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        for chunk in _chunks(files, options.batch_size):
+            reads = list(pool.map(lambda rf: _read(rf[0], rf[1], known[str(rf[0])], size, options), chunk))
+            to_encode = [r for r in reads if r.item is not None]
+            codes = encode_images(model, np.stack([r.image for r in to_encode])) if to_encode else []
+            for r, code in zip(to_encode, codes, strict=True):
+                item = dataclasses.replace(r.item, code=code.tobytes())
+                if r.existing_id is None:
+                    new.append(item)
+                else:
+                    changed.append((r.existing_id, item))
+            for (root, file), r in zip(chunk, reads, strict=True):
+                if r.skip_reason is not None:
+                    logger.warning("skipping %s: %s", file, r.skip_reason)
+                    report.skipped.append((str(file.relative_to(root)), r.skip_reason))
+                elif r.item is None:
+                    report.unchanged += 1
+            bar.update(len(chunk))
+    bar.close()
+    report.added, report.updated = len(new), len(changed)
+    return new, changed
+
+
+def _updated_index(store: IndexStore, index: HammingIndex, new_ids: list[int], new: list[NewItem],
+                   rebuild: bool) -> HammingIndex:
+    """``index`` with the new codes appended, or a rebuild from all the catalog's codes when rows changed or left.
+
+    Call it inside the transaction that changed the rows.
+    """
+    if rebuild or not index.can_add:
+        ids, codes = store.catalog.codes()
+        return HammingIndex.build(codes, ids, store.meta["index_type"], store.bits)
+    codes = np.frombuffer(b"".join(i.code for i in new), np.uint8).reshape(len(new), store.bits // 8)
+    index.add(codes, np.array(new_ids, dtype=np.int64))
+    return index
+
+
+def _finish(report: Report, index_dir: Path, total: int, started: float) -> Report:
+    report.total = total
+    report.seconds = time.perf_counter() - started
+    write_json(index_dir / REPORT_NAME, report.to_dict())
+    logger.debug("%s", report.summary())
+    return report
+
+
+def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions | None = None) -> Report:
+    """Index every image under ``folders`` into a new index at ``out``, replacing any index there at the end."""
+    options = options or IndexOptions()
+    started = time.perf_counter()
+    out = Path(out)
+    checkpoint = Path(options.checkpoint) if options.checkpoint else default_checkpoint()
+    model, sidecar = load_checkpoint(checkpoint, options.device)
+    new_faiss_index(options.index_type, model.config.bits, 0)  # reject a bad index type before any work
+    files = find_files(folders)
+    report = Report()
+    with write_lock(out):
+        tmp = out / f".catalog-{new_state()}.tmp"
+        try:
+            catalog = Catalog.create(tmp, {
+                "bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
+                "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
+                "index_type": options.index_type, "state": "", "created": datetime.now(UTC).isoformat()})
+            new, _ = encode_files(catalog, model, files, options, report)
+            with catalog.transaction():
+                ids = catalog.insert(new)
+                codes = np.frombuffer(b"".join(i.code for i in new), np.uint8).reshape(len(new), -1)
+                state = new_state()
+                HammingIndex.build(codes, np.array(ids, np.int64), options.index_type,
+                                   model.config.bits).save(faiss_path(out, state))
+                catalog.set_meta(state=state)
+            catalog.close()
+            fsync_file(tmp)
+            recover_catalog(out / CATALOG_NAME)  # an old hot journal must not be applied to the new file
+            os.replace(tmp, out / CATALOG_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
+        remove_stale_files(out, state)
+        return _finish(report, out, len(new), started)
+
+
+def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOptions | None = None) -> Report:
+    """Add the new and changed images under ``folders`` to an existing index; unchanged files are not re-encoded."""
+    options = options or IndexOptions()
+    started = time.perf_counter()
+    store = IndexStore(index_dir)
+    try:
+        model = store.load_model(options.checkpoint, options.device)
+        files = find_files(folders)
+        report = Report()
+        with store.writing():
+            new, changed = encode_files(store.catalog, model, files, options, report)
+            index, _ = store.load_index()
+            with store.transaction():
+                new_ids = store.catalog.insert(new)
+                store.catalog.update(changed)
+                if new or changed:
+                    store.save_index(_updated_index(store, index, new_ids, new, rebuild=bool(changed)))
+        return _finish(report, store.dir, store.catalog.count(), started)
+    finally:
+        store.close()
+
+
+def remove(index_dir: str | Path, ids: Sequence[int] = (), paths: Sequence[str | Path] = ()) -> Report:
+    """Remove items by id or by file path; every one must be in the index, or nothing is removed.
+
+    Raises:
+        ItemNotFoundError: an id or path is not in the index.
+    """
+    started = time.perf_counter()
+    store = IndexStore(index_dir)
+    try:
+        with store.writing():
+            by_path = store.catalog.ids_for_files([Path(p).resolve() for p in paths])
+            by_id = store.catalog.items(ids)
+            missing = [str(p) for p in paths if Path(p).resolve() not in by_path]
+            missing += [str(i) for i in ids if int(i) not in by_id]
+            if missing:
+                raise ItemNotFoundError(f"not in the index, nothing removed: {', '.join(missing)}")
+            wanted = set(by_id) | set(by_path.values())
+            with store.transaction():
+                report = Report(removed=store.catalog.delete(wanted))
+                ids_left, codes = store.catalog.codes()
+                store.save_index(HammingIndex.build(codes, ids_left, store.meta["index_type"], store.bits))
+        return _finish(report, store.dir, len(ids_left), started)
+    finally:
+        store.close()
+
+
+def rebuild(index_dir: str | Path, index_type: str | None = None) -> Report:
+    """Rebuild the FAISS index from the stored codes (no re-encoding), as ``index_type`` if given."""
+    started = time.perf_counter()
+    store = IndexStore(index_dir)
+    try:
+        with store.writing(), store.transaction():
+            index_type = index_type or store.meta["index_type"]
+            ids, codes = store.catalog.codes()
+            store.save_index(HammingIndex.build(codes, ids, index_type, store.bits), index_type)
+        report = Report(unchanged=len(ids), total=len(ids), seconds=time.perf_counter() - started)
+        logger.info("rebuilt %s as a %s index (%.1f s)", store.dir, index_type, report.seconds)
+        return report
+    finally:
+        store.close()
+
+
+def info(index_dir: str | Path) -> dict:
+    """What an index holds: item count, code length, index type, checkpoint, roots and file sizes."""
+    store = IndexStore(index_dir)
+    try:
+        meta = store.meta
+        faiss_file = faiss_path(store.dir, meta["state"])
+        return {
+            "index": str(store.dir.resolve()), "format_version": meta["format_version"], "items": store.catalog.count(),
+            "bits": meta["bits"], "index_type": meta["index_type"], "checkpoint": meta["checkpoint_path"],
+            "checkpoint_sha256": meta["checkpoint_sha256"], "roots": store.catalog.roots(),
+            "created": meta["created"], "state": meta["state"],
+            "catalog_bytes": store.catalog.path.stat().st_size,
+            "faiss_bytes": faiss_file.stat().st_size if faiss_file.is_file() else None,
+        }
+    finally:
+        store.close()

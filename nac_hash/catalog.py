@@ -1,0 +1,259 @@
+"""The catalog of an index: item metadata and packed codes in one SQLite database.
+
+The catalog is the source of truth of an index directory. Each item has a stable integer id (SQLite's
+AUTOINCREMENT never reuses one), the folder it was indexed from, its path relative to that folder, size,
+mtime, SHA-256 of its bytes, a label (its class folder) when it has one, and its packed code, so any FAISS
+index can be rebuilt without re-encoding. The ``meta`` table records the format version, code length,
+checkpoint and index type, and the ``state`` token of the FAISS file that matches the current rows.
+Every change happens inside one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nac_hash.errors import NacHashError
+
+CATALOG_FORMAT = 1
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE roots (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    root_id INTEGER NOT NULL REFERENCES roots(id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    label TEXT,
+    code BLOB NOT NULL,
+    UNIQUE (root_id, path)
+);
+"""
+
+ITEM_COLUMNS = "roots.path, items.path, items.size, items.mtime_ns, items.sha256, items.label, items.id"
+
+
+class CatalogError(NacHashError):
+    """A catalog is missing, of another format, or corrupt."""
+
+
+class ItemNotFoundError(NacHashError, LookupError):
+    """An item id or path that the index does not hold."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the catalog knows of an image file.
+
+    Attributes:
+        root: absolute folder the image was indexed from.
+        path: path relative to ``root``.
+        size: file size in bytes.
+        mtime_ns: modification time when indexed.
+        sha256: hex digest of the file's bytes.
+        label: name of the folder holding the image, when it is not ``root`` itself.
+    """
+
+    root: str
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    label: str | None
+
+    @property
+    def file(self) -> Path:
+        return Path(self.root) / self.path
+
+
+@dataclass(frozen=True)
+class Item(ImageRecord):
+    """An indexed image and its stable id."""
+
+    id: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NewItem(ImageRecord):
+    """An encoded image file, ready to be stored."""
+
+    code: bytes
+
+
+class Catalog:
+    """A connection to one catalog file, safe to share between threads (calls are serialised)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CatalogError(f"no index catalog at {self.path}")
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self.meta = self._read_meta()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise CatalogError(f"{self.path} is not an nac-hash catalog: {e}") from e
+        if self.meta.get("format_version") != CATALOG_FORMAT:
+            self._db.close()
+            raise CatalogError(f"{self.path} has catalog format {self.meta.get('format_version')!r}; "
+                               f"this nac-hash reads format {CATALOG_FORMAT}")
+
+    @classmethod
+    def create(cls, path: str | Path, meta: dict) -> Catalog:
+        """Create a new catalog file at ``path`` (which must not exist) with ``meta``."""
+        path = Path(path)
+        if path.exists() and path.stat().st_size:
+            raise CatalogError(f"{path} already exists")
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+            db.executemany("INSERT INTO meta VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in {**meta, "format_version": CATALOG_FORMAT}.items()])
+        finally:
+            db.close()
+        return cls(path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _read_meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def refresh_meta(self) -> dict:
+        """Re-read ``meta`` (another process may have committed since)."""
+        with self._lock:
+            self.meta = self._read_meta()
+            return self.meta
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction: everything inside commits together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self.meta = self._read_meta()
+                raise
+            self._db.execute("COMMIT")
+
+    def set_meta(self, **values: object) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in values.items()])
+            self.meta.update(values)
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def roots(self) -> list[str]:
+        with self._lock:
+            return [r for (r,) in self._db.execute("SELECT path FROM roots ORDER BY id")]
+
+    def _root_id(self, root: str) -> int:
+        row = self._db.execute("SELECT id FROM roots WHERE path = ?", (root,)).fetchone()
+        if row:
+            return row[0]
+        return self._db.execute("INSERT INTO roots (path) VALUES (?)", (root,)).lastrowid
+
+    def known_files(self, root: str) -> dict[str, tuple[int, str]]:
+        """path relative to ``root`` -> (id, sha256) of every item indexed from ``root``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT items.path, items.id, items.sha256 FROM items JOIN roots ON roots.id = items.root_id "
+                "WHERE roots.path = ?", (root,))
+            return {path: (item_id, sha) for path, item_id, sha in rows}
+
+    def insert(self, items: Sequence[NewItem]) -> list[int]:
+        """Store new items; returns their ids, which increase in the order given."""
+        with self._lock:
+            ids = []
+            for item in items:
+                cursor = self._db.execute(
+                    "INSERT INTO items (root_id, path, size, mtime_ns, sha256, label, code) VALUES (?,?,?,?,?,?,?)",
+                    (self._root_id(item.root), item.path, item.size, item.mtime_ns, item.sha256, item.label,
+                     item.code))
+                ids.append(cursor.lastrowid)
+            return ids
+
+    def update(self, updates: Iterable[tuple[int, NewItem]]) -> None:
+        """Replace the file details and code of existing items, keeping their ids."""
+        with self._lock:
+            self._db.executemany(
+                "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, label = ?, code = ? WHERE id = ?",
+                [(i.size, i.mtime_ns, i.sha256, i.label, i.code, item_id) for item_id, i in updates])
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete items by id; returns how many existed."""
+        with self._lock:
+            cursor = self._db.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in ids])
+            return cursor.rowcount
+
+    def ids_for_files(self, files: Iterable[Path]) -> dict[Path, int]:
+        """Absolute file path -> item id, for the given files that are indexed."""
+        with self._lock:
+            found = {}
+            roots = self.roots()
+            for file in files:
+                for root in roots:
+                    if file.is_relative_to(root):
+                        row = self._db.execute(
+                            "SELECT items.id FROM items JOIN roots ON roots.id = items.root_id "
+                            "WHERE roots.path = ? AND items.path = ?", (root, str(file.relative_to(root)))).fetchone()
+                        if row:
+                            found[file] = row[0]
+            return found
+
+    def items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """id -> Item for the ids that exist."""
+        ids = [int(i) for i in ids]
+        with self._lock:
+            found = {}
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT {ITEM_COLUMNS} FROM items JOIN roots ON roots.id = items.root_id "
+                    f"WHERE items.id IN ({','.join('?' * len(chunk))})", chunk)
+                found.update({row[-1]: Item(*row) for row in rows})
+            return found
+
+    def snapshot(self) -> tuple[dict, np.ndarray]:
+        """(meta, all item ids in increasing order), read together in one transaction."""
+        with self._lock:
+            nested = self._db.in_transaction
+            if not nested:
+                self._db.execute("BEGIN")
+            try:
+                self.meta = self._read_meta()
+                rows = self._db.execute("SELECT id FROM items ORDER BY id").fetchall()
+            finally:
+                if not nested:
+                    self._db.execute("COMMIT")
+        return dict(self.meta), np.array([r[0] for r in rows], dtype=np.int64)
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, packed codes) in increasing id order: the order of every FAISS index."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, code FROM items ORDER BY id").fetchall()
+        width = self.meta["bits"] // 8
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), width)
+        return ids, codes.copy()

@@ -1,0 +1,70 @@
+"""Reading image files safely: which files count as images, and decoding with limits.
+
+One decoder for training data, the indexer and the service, so that every path treats a corrupt file,
+a truncated file or a decompression bomb the same way: :class:`InvalidImageError` with a clear reason.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from nac_hash.transforms import square_image
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+# Below PIL's own warning threshold (about 89 M pixels), so our limit is the one that applies.
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_BYTES = 64 * 2**20
+
+
+class InvalidImageError(ValueError):
+    """A file or upload is not a readable image within the size limits."""
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursively, extension in any letter case), in sorted path order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+
+
+def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Encoded image bytes -> (size, size, 3) uint8 RGB (first frame of animations).
+
+    Raises:
+        InvalidImageError: empty, too large, not an image, corrupt or truncated.
+    """
+    if not data:
+        raise InvalidImageError("empty file")
+    if len(data) > max_bytes:
+        raise InvalidImageError(f"file has {len(data):,} bytes, more than the limit of {max_bytes:,}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # read from the header, before any pixel is decoded
+            if width * height > max_pixels:
+                raise InvalidImageError(f"image has {width}x{height} pixels, more than the limit of {max_pixels:,}")
+            image.seek(0)
+            return square_image(image, size)
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError as e:
+        raise InvalidImageError("not a readable image: unknown format or corrupt header") from e
+    except Image.DecompressionBombError as e:
+        raise InvalidImageError(f"not a readable image: {e}") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise InvalidImageError(f"corrupt or truncated image: {e}") from e
+
+
+def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Decode the image file at ``path`` with :func:`decode_image` (the size limit is checked before reading)."""
+    file_size = path.stat().st_size
+    if file_size > max_bytes:
+        raise InvalidImageError(f"file has {file_size:,} bytes, more than the limit of {max_bytes:,}")
+    return decode_image(path.read_bytes(), size, max_pixels, max_bytes)

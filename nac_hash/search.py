@@ -1,0 +1,124 @@
+"""The search API shared by the command line and the service.
+
+A :class:`Searcher` holds an index directory's catalog, its FAISS index and the model that encodes queries.
+It answers batches of queries, given as images or as packed codes, with item metadata, by top-k or by
+Hamming radius.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nac_hash.catalog import Item
+from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
+from nac_hash.index import HammingIndex, set_threads
+from nac_hash.inference import encode_images
+from nac_hash.models import HashingModel
+from nac_hash.search_params import SearchParams
+from nac_hash.store import IndexStore
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One neighbour: its item id, Hamming distance to the query, and metadata."""
+
+    id: int
+    distance: int
+    item: Item | None
+
+
+def parse_hex_code(text: str, bits: int) -> np.ndarray:
+    """A code written as hex (most significant bit first, as :func:`code_to_hex` writes it) -> (1, bits/8) uint8."""
+    text = text.strip().lower().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError as e:
+        raise ValueError(f"code {text[:40]!r} is not hexadecimal") from e
+    if len(raw) * 8 != bits:
+        raise ValueError(f"code has {len(raw) * 8} bits; this index uses {bits}-bit codes ({bits // 4} hex digits)")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(1, -1).copy()
+
+
+def code_to_hex(code: np.ndarray) -> str:
+    return bytes(np.asarray(code, dtype=np.uint8)).hex()
+
+
+class Searcher:
+    """Search one index directory.
+
+    Args:
+        store: the opened index directory.
+        model: encodes query images (may be None for code-only search).
+        index: the FAISS index of the catalog's ``state``.
+        state: the catalog state ``index`` was loaded at.
+    """
+
+    def __init__(self, store: IndexStore, model: HashingModel | None, index: HammingIndex, state: str) -> None:
+        self.store = store
+        self.model = model
+        self.index = index
+        self.state = state
+        self._reload = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | Path, checkpoint: str | Path | None = None, *, mmap: bool = False,
+             params: SearchParams | None = None, threads: int | None = None,
+             device: str | torch.device = "cpu", with_model: bool = True) -> Searcher:
+        """Open ``index_dir`` for searching; ``mmap`` maps a flat index read-only instead of loading it."""
+        set_threads(threads)
+        store = IndexStore(index_dir)
+        model = store.load_model(checkpoint, device) if with_model else None
+        return cls(store, model, *store.load_index(mmap=mmap, params=params))
+
+    @property
+    def bits(self) -> int:
+        return self.store.bits
+
+    def refresh(self) -> bool:
+        """Reload the FAISS index if another writer committed a new state; True when it did."""
+        with self._reload:
+            if self.store.catalog.refresh_meta()["state"] == self.state:
+                return False
+            self.index, self.state = self.store.load_index(params=self.index.params)
+            return True
+
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+        """Encoded image bytes -> the model's (S, S, 3) uint8 input (raises InvalidImageError)."""
+        return decode_image(data, self._model().config.image_size, max_pixels, max_bytes)
+
+    def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 images -> (N, bits / 8) packed codes."""
+        return encode_images(self._model(), np.asarray(images, dtype=np.uint8))
+
+    def _model(self) -> HashingModel:
+        if self.model is None:
+            raise ValueError("this searcher was opened without a model; it can only search by code")
+        return self.model
+
+    def search(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None) -> list[list[Hit]]:
+        """The ``k`` nearest items of each query code (nearest first), optionally only within ``max_distance``."""
+        distances, ids = self.index.search(codes, k)
+        keep = ids >= 0
+        if max_distance is not None:
+            keep &= distances <= max_distance
+        return self._hits([(d[m], i[m]) for d, i, m in zip(distances, ids, keep, strict=True)])
+
+    def radius_search(self, codes: np.ndarray, radius: int) -> list[list[Hit]]:
+        """Every item within Hamming distance ``radius`` of each query code, nearest first."""
+        return self._hits(self.index.range_search(codes, radius))
+
+    def items(self, ids: Sequence[int]) -> dict[int, Item]:
+        return self.store.catalog.items(ids)
+
+    def _hits(self, results: list[tuple[np.ndarray, np.ndarray]]) -> list[list[Hit]]:
+        items = self.items({int(i) for _, ids in results for i in ids})
+        return [[Hit(int(i), int(d), items.get(int(i))) for d, i in zip(ds, ids, strict=True)]
+                for ds, ids in results]
+

@@ -1,0 +1,179 @@
+"""An index directory on disk, and how it changes without ever being half-written.
+
+Layout::
+
+    INDEX_DIR/catalog.sqlite         items, packed codes and meta (format, bits, checkpoint, index type, state)
+    INDEX_DIR/faiss-<state>.index    the FAISS index matching the catalog's current ``state``
+    INDEX_DIR/report.json            files skipped by the last build or add, with the reason
+    INDEX_DIR/write.lock             taken by every writer (one at a time)
+
+A change writes a FAISS file under a fresh state token, then commits the catalog rows together with the
+new token in one SQLite transaction, then deletes FAISS files of older states. Killed before the commit,
+the old state and its file are untouched; killed after it, the new state's file is already on disk.
+A fresh build writes a whole new catalog beside the old one and renames it over the old one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from nac_hash.catalog import Catalog, CatalogError
+from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
+from nac_hash.errors import NacHashError
+from nac_hash.index import HammingIndex
+from nac_hash.models import HashingModel
+from nac_hash.search_params import SearchParams
+
+logger = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.sqlite"
+REPORT_NAME = "report.json"
+LOCK_NAME = "write.lock"
+
+
+class IndexDirError(NacHashError):
+    """A directory is not a usable nac-hash index."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint given does not produce the codes stored in the index."""
+
+
+def faiss_path(index_dir: Path, state: str) -> Path:
+    return index_dir / f"faiss-{state}.index"
+
+
+def new_state() -> str:
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def write_lock(index_dir: str | Path) -> Iterator[None]:
+    """Exclusive lock for changing ``index_dir``, across processes and threads (flock on a lock file)."""
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def recover_catalog(path: Path) -> None:
+    """Let SQLite roll back a transaction that a killed writer left in ``path``'s journal."""
+    if path.is_file():
+        db = sqlite3.connect(path)
+        try:
+            db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        finally:
+            db.close()
+
+
+def remove_stale_files(index_dir: Path, state: str) -> None:
+    """Delete FAISS files of other states and catalogs of builds that never finished. Hold the write lock."""
+    for path in index_dir.glob("faiss-*.index"):
+        if path != faiss_path(index_dir, state):
+            path.unlink(missing_ok=True)
+    for path in index_dir.glob(".catalog-*.tmp*"):
+        path.unlink(missing_ok=True)
+
+
+class IndexStore:
+    """An opened index directory: its catalog and the FAISS index of its current state."""
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.dir = Path(index_dir)
+        catalog_path = self.dir / CATALOG_NAME
+        if not catalog_path.is_file():
+            raise IndexDirError(f"{self.dir} is not an nac-hash index: {CATALOG_NAME} not found "
+                                "(create one with `nac-hash index build`)")
+        try:
+            self.catalog = Catalog(catalog_path)
+        except CatalogError as e:
+            raise IndexDirError(str(e)) from e
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    @property
+    def meta(self) -> dict:
+        return self.catalog.meta
+
+    @property
+    def bits(self) -> int:
+        return self.meta["bits"]
+
+    @property
+    def state(self) -> str:
+        return self.meta["state"]
+
+    def check_checkpoint(self, sha256: str, name: str) -> None:
+        """Raise :class:`CheckpointMismatchError` unless ``sha256`` is the checkpoint the index was built with."""
+        if sha256 != self.meta["checkpoint_sha256"]:
+            raise CheckpointMismatchError(
+                f"{self.dir} was built with checkpoint {self.meta['checkpoint_path']} (weights sha256 "
+                f"{self.meta['checkpoint_sha256'][:12]}...), not {name} (sha256 {sha256[:12]}...): its codes "
+                "would not be comparable. Pass the index's checkpoint, or rebuild the index with this one.")
+
+    def load_model(self, checkpoint: str | Path | None = None,
+                   device: str | torch.device = "cpu") -> HashingModel:
+        """The model that encodes queries for this index: ``checkpoint`` if given, else the one it was built with.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint's weights differ from the index's.
+        """
+        if checkpoint is not None:
+            self.check_checkpoint(read_sidecar(checkpoint)["weights_sha256"], str(checkpoint))
+            return load_checkpoint(checkpoint, device)[0]
+        for candidate in (Path(self.meta["checkpoint_path"]), default_checkpoint()):
+            try:
+                if read_sidecar(candidate)["weights_sha256"] == self.meta["checkpoint_sha256"]:
+                    return load_checkpoint(candidate, device)[0]
+            except CheckpointError:
+                continue
+        raise CheckpointMismatchError(
+            f"the checkpoint {self.dir} was built with ({self.meta['checkpoint_path']}) is not there any more; "
+            "pass it with --checkpoint")
+
+    def load_index(self, mmap: bool = False, params: SearchParams | None = None) -> tuple[HammingIndex, str]:
+        """(FAISS index, state) of the catalog's current state; rebuilt in memory from the codes if its file is gone."""
+        if mmap and self.meta["index_type"] != "flat":
+            raise ValueError(f"only flat indexes can be memory-mapped; {self.dir} is {self.meta['index_type']!r}")
+        meta, ids = self.catalog.snapshot()
+        path = faiss_path(self.dir, meta["state"])
+        try:
+            index = HammingIndex.load(path, ids, mmap=mmap, params=params)
+        except (OSError, ValueError) as e:
+            logger.warning("%s; rebuilding the %s index in memory from the stored codes", e, meta["index_type"])
+            ids, codes = self.catalog.codes()
+            return HammingIndex.build(codes, ids, meta["index_type"], meta["bits"], params), meta["state"]
+        return index, meta["state"]
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the directory's write lock: the catalog cannot change under this writer until it commits."""
+        with write_lock(self.dir):
+            self.catalog.refresh_meta()
+            yield
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Inside :meth:`writing`: a catalog transaction; call :meth:`save_index` in it with the matching index."""
+        with self.catalog.transaction():
+            yield
+        remove_stale_files(self.dir, self.state)
+
+    def save_index(self, index: HammingIndex, index_type: str | None = None) -> None:
+        """Inside :meth:`transaction`: write ``index`` under a fresh state token and point the catalog at it."""
+        state = new_state()
+        index.save(faiss_path(self.dir, state))
+        self.catalog.set_meta(state=state, index_type=index_type or self.meta["index_type"])

@@ -1,0 +1,106 @@
+"""The search API and the `nac-hash index` / `nac-hash search` commands on a small generated index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index_data.config import IndexOptions
+from index_data.indexer import add, build
+from nac_hash.checkpoint import default_checkpoint, save_checkpoint
+from nac_hash.cli import main
+from nac_hash.codes import hamming_distance
+from nac_hash.models import HashingModel, ModelConfig
+from nac_hash.search import Searcher, code_to_hex, parse_hex_code
+from nac_hash.store import CheckpointMismatchError
+
+OPTIONS = IndexOptions(progress=False)
+
+
+@pytest.fixture
+def index(class_folders: Path, tmp_path: Path) -> Path:
+    build([class_folders], tmp_path / "index", OPTIONS)
+    return tmp_path / "index"
+
+
+def test_hex_codes_round_trip():
+    code = np.arange(16, dtype=np.uint8).reshape(1, 16)
+    assert code_to_hex(code[0]) == "000102030405060708090a0b0c0d0e0f"
+    np.testing.assert_array_equal(parse_hex_code("0x" + code_to_hex(code[0]).upper(), 128), code)
+    with pytest.raises(ValueError, match="64 bits"):
+        parse_hex_code("00" * 8, 128)
+    with pytest.raises(ValueError, match="not hexadecimal"):
+        parse_hex_code("zz" * 16, 128)
+
+
+def test_top_k_with_max_distance_and_radius_agree_with_brute_force(index):
+    searcher = Searcher.open(index, with_model=False)
+    ids, codes = searcher.store.catalog.codes()
+    reference = hamming_distance(codes[:5], codes)
+    limit = int(np.median(reference))
+    for row, hits in zip(reference, searcher.search(codes[:5], k=36, max_distance=limit), strict=True):
+        assert sorted(h.id for h in hits) == sorted(ids[row <= limit].tolist())
+    for row, hits in zip(reference, searcher.radius_search(codes[:5], limit), strict=True):
+        assert [h.distance for h in hits] == sorted(row[row <= limit].tolist())
+        assert all(h.item is not None and h.item.id == h.id for h in hits)
+
+
+def test_query_image_finds_itself(index, class_folders):
+    searcher = Searcher.open(index)
+    data = (class_folders / "class2" / "0007.png").read_bytes()
+    hits = searcher.search(searcher.encode([searcher.decode(data)]), k=3)[0]
+    assert hits[0].distance == 0
+    assert any(h.item.path == "class2/0007.png" for h in hits if h.distance == 0)
+
+
+def test_mismatched_checkpoint_is_a_clear_error(index, tmp_path):
+    other = save_checkpoint(HashingModel(ModelConfig(arch="cnn_small", bits=128, image_size=32)), tmp_path / "other")
+    with pytest.raises(CheckpointMismatchError, match="was built with checkpoint"):
+        Searcher.open(index, other)
+    with pytest.raises(CheckpointMismatchError):
+        add([tmp_path], index, IndexOptions(progress=False, checkpoint=str(other)))
+    assert Searcher.open(index, default_checkpoint()).model is not None
+
+
+def test_refresh_sees_another_writers_commit(index, class_folders):
+    from conftest import write_class_folders
+
+    searcher = Searcher.open(index, with_model=False)
+    assert not searcher.refresh()
+    write_class_folders(class_folders, classes=4, seed=0)
+    add([class_folders], index, OPTIONS)
+    assert searcher.refresh()
+    assert searcher.index.ntotal == 48
+
+
+def test_cli_search_prints_ranked_neighbours(index, class_folders, capsys):
+    query = class_folders / "class1" / "0002.png"
+    assert main(["search", str(index), str(query), "-k", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    hits = result[0]["hits"]
+    assert len(hits) == 4 and hits[0]["distance"] == 0
+    assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    assert main(["search", str(index), str(query), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{query}:" and len(lines) == 3 and str(class_folders) in lines[1]
+
+
+def test_cli_index_commands_and_user_errors(index, class_folders, tmp_path, capsys):
+    assert main(["index", "info", str(index)]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 36
+    assert main(["index", "rebuild", str(index), "--index-type", "ivf"]) == 0
+    assert main(["index", "remove", str(index), "--id", "3"]) == 0
+    assert "1 removed" in capsys.readouterr().out
+    assert main(["index", "remove", str(index), "--id", "3"]) == 2
+    assert "not in the index" in capsys.readouterr().err
+    assert main(["index", "info", str(tmp_path / "nowhere")]) == 2
+    assert "not an nac-hash index" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_text("no image")
+    assert main(["search", str(index), str(bad)]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "x"), "--index-type", "nope"]) == 2
+    assert "unknown index type" in capsys.readouterr().err
