@@ -75,13 +75,13 @@ def _search(args: argparse.Namespace) -> None:
         results = searcher.search(codes, args.k, args.max_distance)
     if args.json:
         print(json.dumps([{"query": str(q), "hits": [{"id": h.id, "distance": h.distance,
-                                                       **(h.item.to_dict() if h.item else {})} for h in hits]}
+                                                       **h.item.to_dict()} for h in hits]}
                           for q, hits in zip(args.images, results, strict=True)], indent=2))
         return
     for query, hits in zip(args.images, results, strict=True):
         print(f"{query}:")
         for rank, hit in enumerate(hits, 1):
-            print(f"  {rank:4d}  {hit.distance:3d}  {hit.item.file if hit.item else f'id {hit.id}'}")
+            print(f"  {rank:4d}  {hit.distance:3d}  {hit.item.file}")
 
 
 def add_index_commands(commands: argparse._SubParsersAction) -> None:
@@ -130,3 +130,47 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--json", action="store_true", help="print JSON")
     add_dataclass_arguments(search, SearchParams)
     search.set_defaults(run=_search)
+
+
+def _bench_index(args: argparse.Namespace) -> None:
+    from index_data.benchmark import bench_index
+
+    result = bench_index(args.images, _options(args), args.out)
+    print(f"{result['images']} images indexed in {result['seconds']} s: {result['images_per_second']} images/s")
+
+
+def _bench_search(args: argparse.Namespace) -> None:
+    from index_data.benchmark import bench_search
+    from nac_hash.store import IndexStore
+
+    store = IndexStore(args.codes_from)
+    _, seed_codes = store.catalog.codes()
+    store.close()
+    result = bench_search(seed_codes, args.size, args.index_types.split(","), args.queries, args.k, args.threads,
+                          SearchParams(**set_fields(SearchParams, args)), out=args.out)
+    print(f"{args.size:,} codes, {args.queries} queries, k = {args.k}")
+    for index_type, row in result["index_types"].items():
+        print(f"  {index_type:10s} recall@{args.k} {row['recall_at_k']:.3f}  build {row['build_seconds']:7.2f} s  " +
+              "  ".join(f"{name}: ours {r['ours_qps']:9.1f} q/s, raw FAISS {r['raw_faiss_qps']:9.1f} q/s"
+                        for name, r in row.items() if name.startswith("batch")))
+
+
+def add_bench_commands(actions: argparse._SubParsersAction) -> None:
+    """Add ``bench index`` and ``bench search`` to the ``nac-hash bench`` parser."""
+    index = actions.add_parser("index", help="time a full build: images/s from files to a saved index")
+    index.add_argument("images", nargs="+", type=Path, help="folders of images")
+    index.add_argument("--out", type=Path, help="results JSON")
+    add_dataclass_arguments(index, IndexOptions)
+    index.set_defaults(run=_bench_index)
+
+    search = actions.add_parser("search", help="queries/s and recall@k of every index type against raw FAISS")
+    search.add_argument("--codes-from", type=Path, required=True,
+                        help="index whose codes seed the synthetic database and the queries")
+    search.add_argument("--size", type=int, default=1_000_000, help="database codes (default: 1,000,000)")
+    search.add_argument("--index-types", default="flat,ivf,hnsw,multihash", help="comma-separated")
+    search.add_argument("--queries", type=int, default=1000)
+    search.add_argument("-k", type=int, default=100)
+    search.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
+    search.add_argument("--out", type=Path, help="results JSON")
+    add_dataclass_arguments(search, SearchParams)
+    search.set_defaults(run=_bench_search)

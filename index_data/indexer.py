@@ -161,8 +161,7 @@ def _updated_index(store: IndexStore, index: HammingIndex, new_ids: list[int], n
     return index
 
 
-def _finish(report: Report, index_dir: Path, total: int, started: float) -> Report:
-    report.total = total
+def _finish(report: Report, index_dir: Path, started: float) -> Report:
     report.seconds = time.perf_counter() - started
     write_json(index_dir / REPORT_NAME, report.to_dict())
     logger.debug("%s", report.summary())
@@ -201,7 +200,28 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
         finally:
             tmp.unlink(missing_ok=True)
         remove_stale_files(out, state)
-        return _finish(report, out, len(new), started)
+        report.total = len(new)
+        return _finish(report, out, started)
+
+
+def add_files(store: IndexStore, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,
+              index: HammingIndex) -> tuple[Report, HammingIndex]:
+    """Encode the new and changed ``files`` into ``store`` and commit; hold ``store.writing()``.
+
+    Args:
+        index: the FAISS index of the store's current state. It is never modified, so searches may go on
+            using it; the index of the new state is returned.
+    """
+    report = Report()
+    new, changed = encode_files(store.catalog, model, files, options, report)
+    with store.transaction():
+        new_ids = store.catalog.insert(new)
+        store.catalog.update(changed)
+        if new or changed:
+            index = _updated_index(store, index.copy(), new_ids, new, rebuild=bool(changed))
+            store.save_index(index)
+    report.total = index.ntotal
+    return report, index
 
 
 def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOptions | None = None) -> Report:
@@ -212,42 +232,43 @@ def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOpti
     try:
         model = store.load_model(options.checkpoint, options.device)
         files = find_files(folders)
-        report = Report()
         with store.writing():
-            new, changed = encode_files(store.catalog, model, files, options, report)
-            index, _ = store.load_index()
-            with store.transaction():
-                new_ids = store.catalog.insert(new)
-                store.catalog.update(changed)
-                if new or changed:
-                    store.save_index(_updated_index(store, index, new_ids, new, rebuild=bool(changed)))
-        return _finish(report, store.dir, store.catalog.count(), started)
+            report, _ = add_files(store, model, files, options, store.load_index()[0])
+        return _finish(report, store.dir, started)
     finally:
         store.close()
 
 
-def remove(index_dir: str | Path, ids: Sequence[int] = (), paths: Sequence[str | Path] = ()) -> Report:
-    """Remove items by id or by file path; every one must be in the index, or nothing is removed.
+def remove_items(store: IndexStore, ids: Sequence[int] = (),
+                 paths: Sequence[str | Path] = ()) -> tuple[Report, HammingIndex]:
+    """Remove items by id or by file path and commit; hold ``store.writing()``. Returns the new state's index.
 
     Raises:
-        ItemNotFoundError: an id or path is not in the index.
+        ItemNotFoundError: an id or path is not in the index; nothing is removed then.
     """
+    by_path = store.catalog.ids_for_files([Path(p).resolve() for p in paths])
+    by_id = store.catalog.items(ids)
+    missing = [str(p) for p in paths if Path(p).resolve() not in by_path]
+    missing += [str(i) for i in ids if int(i) not in by_id]
+    if missing:
+        raise ItemNotFoundError(f"not in the index, nothing removed: {', '.join(missing)}")
+    with store.transaction():
+        report = Report(removed=store.catalog.delete(set(by_id) | set(by_path.values())))
+        ids_left, codes = store.catalog.codes()
+        index = HammingIndex.build(codes, ids_left, store.meta["index_type"], store.bits)
+        store.save_index(index)
+    report.total = index.ntotal
+    return report, index
+
+
+def remove(index_dir: str | Path, ids: Sequence[int] = (), paths: Sequence[str | Path] = ()) -> Report:
+    """Remove items from the index at ``index_dir`` by id or by file path (see :func:`remove_items`)."""
     started = time.perf_counter()
     store = IndexStore(index_dir)
     try:
         with store.writing():
-            by_path = store.catalog.ids_for_files([Path(p).resolve() for p in paths])
-            by_id = store.catalog.items(ids)
-            missing = [str(p) for p in paths if Path(p).resolve() not in by_path]
-            missing += [str(i) for i in ids if int(i) not in by_id]
-            if missing:
-                raise ItemNotFoundError(f"not in the index, nothing removed: {', '.join(missing)}")
-            wanted = set(by_id) | set(by_path.values())
-            with store.transaction():
-                report = Report(removed=store.catalog.delete(wanted))
-                ids_left, codes = store.catalog.codes()
-                store.save_index(HammingIndex.build(codes, ids_left, store.meta["index_type"], store.bits))
-        return _finish(report, store.dir, len(ids_left), started)
+            report, _ = remove_items(store, ids, paths)
+        return _finish(report, store.dir, started)
     finally:
         store.close()
 

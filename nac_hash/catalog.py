@@ -235,6 +235,12 @@ class Catalog:
                 found.update({row[-1]: Item(*row) for row in rows})
             return found
 
+    def code(self, item_id: int) -> bytes | None:
+        """The packed code of one item, or None when there is no such item."""
+        with self._lock:
+            row = self._db.execute("SELECT code FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        return row[0] if row else None
+
     def snapshot(self) -> tuple[dict, np.ndarray]:
         """(meta, all item ids in increasing order), read together in one transaction."""
         with self._lock:

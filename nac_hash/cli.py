@@ -59,6 +59,18 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head)")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides = {"index": args.index, "checkpoint": args.checkpoint, "threads": args.threads,
+                 "mmap": args.mmap or None}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nac-hash", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -90,9 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
     export.set_defaults(run=_export)
 
-    from index_data.cli import add_index_commands
+    from index_data.cli import add_bench_commands, add_index_commands
 
     add_index_commands(commands)
+    serve = commands.add_parser("serve", help="run the HTTP search service and web page")
+    serve.add_argument("--index", type=Path, help="index directory (default: $NAC_HASH_INDEX)")
+    serve.add_argument("--checkpoint", type=Path, help="(default: the index's own model)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, help="FAISS search threads")
+    serve.add_argument("--mmap", action="store_true", help="memory-map a flat index read-only")
+    serve.set_defaults(run=_serve)
+
+    bench = commands.add_parser("bench", help="benchmarks: indexing and search speed")
+    add_bench_commands(bench.add_subparsers(dest="benchmark", required=True))
     return parser
 
 

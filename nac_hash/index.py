@@ -50,8 +50,9 @@ def new_faiss_index(index_type: str, bits: int, n: int) -> faiss.IndexBinary:
     if index_type == "hnsw":
         return faiss.IndexBinaryHNSW(bits, 32)
     if index_type == "multihash":
-        # 8 tables of 16 bits: exact for radius < 8 by the pigeonhole principle, approximate beyond.
-        return faiss.IndexBinaryMultiHash(bits, bits // 16, 16)
+        # Tables of 32 bits (4 for 128-bit codes); with nflip flips per table a search finds every code within
+        # distance 4 * (nflip + 1) - 1 (pigeonhole principle) and some beyond.
+        return faiss.IndexBinaryMultiHash(bits, bits // 32, 32)
     try:
         return faiss.index_binary_factory(bits, index_type)
     except RuntimeError as e:
@@ -125,6 +126,10 @@ class HammingIndex:
     def can_add(self) -> bool:
         """Whether codes can be appended in place (an untrained IVF has to be rebuilt instead)."""
         return bool(self.index.is_trained)
+
+    def copy(self) -> HammingIndex:
+        """An independent copy, to change while searches go on using this one."""
+        return HammingIndex(faiss.clone_binary_index(self.index), self.ids.copy(), self.params)
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Append codes whose ids are all larger than every id already stored."""

@@ -30,7 +30,7 @@ class Hit:
 
     id: int
     distance: int
-    item: Item | None
+    item: Item
 
 
 def parse_hex_code(text: str, bits: int) -> np.ndarray:
@@ -88,6 +88,11 @@ class Searcher:
             self.index, self.state = self.store.load_index(params=self.index.params)
             return True
 
+    def swap(self, index: HammingIndex, state: str) -> None:
+        """Serve ``index`` (of catalog ``state``) from now on; searches already running finish on the old one."""
+        with self._reload:
+            self.index, self.state = index, state
+
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
         """Encoded image bytes -> the model's (S, S, 3) uint8 input (raises InvalidImageError)."""
@@ -118,7 +123,8 @@ class Searcher:
         return self.store.catalog.items(ids)
 
     def _hits(self, results: list[tuple[np.ndarray, np.ndarray]]) -> list[list[Hit]]:
+        """Attach metadata; an id whose row is gone was deleted after this index was loaded, so it is dropped."""
         items = self.items({int(i) for _, ids in results for i in ids})
-        return [[Hit(int(i), int(d), items.get(int(i))) for d, i in zip(ds, ids, strict=True)]
+        return [[Hit(int(i), int(d), items[int(i)]) for d, i in zip(ds, ids, strict=True) if int(i) in items]
                 for ds, ids in results]
 

@@ -17,4 +17,4 @@ class SearchParams:
 
     nprobe: int = 16
     ef_search: int = 128
-    nflip: int = 2
+    nflip: int = 1

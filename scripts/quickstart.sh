@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: install, unpack the CIFAR-10 JPEG copy from ../shared/data (or use
-# DATA_ROOT), and score the packaged default model on the cifar10-nac protocol beside an LSH baseline.
+# DATA_ROOT), index all its images with the packaged default model, search with a few of them, and score the
+# model's retrieval quality on the cifar10-nac protocol beside an LSH baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,4 +11,6 @@ if [ ! -d "$DATA_ROOT" ]; then
   [ -f "$archive" ] || { echo "no CIFAR-10 at $DATA_ROOT and no $archive; set DATA_ROOT" >&2; exit 1; }
   mkdir -p data && tar xzf "$archive" -C data
 fi
+.venv/bin/nac-hash index build "$DATA_ROOT" --out results/cifar10-index
+.venv/bin/nac-hash search results/cifar10-index "$DATA_ROOT"/test/cat/0001.jpg "$DATA_ROOT"/test/ship/0001.jpg -k 5
 .venv/bin/nac-hash eval --data-root "$DATA_ROOT" --baselines lsh --out results/default-cifar10-nac.json

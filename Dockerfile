@@ -1,0 +1,22 @@
+# The search service on CPU. Build: docker build -t nac-hash .
+# Run:   docker run -p 8000:8000 -v /path/to/index:/data/index nac-hash
+# The index directory is built beforehand with `nac-hash index build IMAGES --out /path/to/index`; images are
+# served from the folders recorded in it, so mount those too, at the same paths.
+FROM python:3.11-slim
+
+WORKDIR /app
+# The CPU build of PyTorch (the default wheel on PyPI carries CUDA, several GB).
+RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY nac_hash nac_hash
+COPY training training
+COPY index_data index_data
+COPY service service
+RUN pip install --no-cache-dir . && useradd --create-home nac
+USER nac
+
+ENV NAC_HASH_INDEX=/data/index
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"
+CMD ["uvicorn", "--factory", "service.app:create_app", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,36 @@
+"""Prometheus metrics of one app: request counts and latency, and time per search stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """A registry per app, so that several apps in one process (tests) keep separate counts."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("nac_hash_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("nac_hash_request_seconds", "HTTP request latency", ["method", "route"],
+                                 buckets=STAGE_BUCKETS, registry=self.registry)
+        self.stage_seconds = Histogram("nac_hash_stage_seconds", "time per stage of a search: decode, encode, "
+                                       "search", ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+
+    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = route.path if route is not None else "unmatched"  # templates, not raw paths: bounded labels
+        self.requests.labels(request.method, name, str(response.status_code)).inc()
+        self.latency.labels(request.method, name).observe(time.perf_counter() - start)
+        return response
+
+    def response(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,103 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+from nac_hash.catalog import Item
+from nac_hash.search import Hit
+
+
+class Query(BaseModel):
+    """One query: an image as base64, or a packed code as hex (most significant bit first)."""
+
+    image_base64: str | None = Field(default=None, description="encoded image file (jpg, png, ...) as base64")
+    code: str | None = Field(default=None, description="packed code as hex, e.g. 32 hex digits for 128 bits")
+
+    @model_validator(mode="after")
+    def one_of_image_or_code(self) -> Query:
+        if (self.image_base64 is None) == (self.code is None):
+            raise ValueError("give exactly one of image_base64 and code")
+        return self
+
+
+class SearchOptions(BaseModel):
+    k: int = Field(default=10, ge=1, le=1000, description="neighbours to return")
+    max_distance: int | None = Field(default=None, ge=0, description="drop neighbours farther than this")
+
+
+class SearchRequest(Query, SearchOptions):
+    """JSON body of POST /search."""
+
+
+class BatchSearchRequest(SearchOptions):
+    """JSON body of POST /search/batch."""
+
+    queries: list[Query] = Field(min_length=1, max_length=256)
+
+
+class ItemOut(BaseModel):
+    id: int
+    path: str
+    label: str | None
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        return cls(id=item.id, path=item.path, label=item.label, size=item.size, sha256=item.sha256)
+
+
+class ItemWithCode(ItemOut):
+    code: str = Field(description="the item's packed code as hex")
+
+
+class HitOut(BaseModel):
+    id: int
+    path: str
+    distance: int
+    label: str | None
+
+    @classmethod
+    def of(cls, hit: Hit) -> HitOut:
+        return cls(id=hit.id, path=hit.item.path, distance=hit.distance, label=hit.item.label)
+
+
+class Timings(BaseModel):
+    """Milliseconds spent per stage of the request."""
+
+    decode_ms: float = 0.0
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class SearchResult(BaseModel):
+    query_code: str
+    hits: list[HitOut]
+
+
+class SearchResponse(SearchResult):
+    timings: Timings
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResult]
+    timings: Timings
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    items: int
+    bits: int
+    index_type: str
+
+
+class Problem(BaseModel):
+    """Every error response: a message for people and a stable code for programs."""
+
+    error: str
+    detail: str
