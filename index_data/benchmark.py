@@ -91,10 +91,15 @@ def recall_at_k(found: np.ndarray, queries: np.ndarray, codes: np.ndarray, kth_d
     return hits / found.size
 
 
-def _metadata_index(directory: Path, codes: np.ndarray) -> None:
-    """A flat index directory over ``codes`` with one synthetic catalog row per code, for the full search API."""
+def synthetic_index(directory: Path, codes: np.ndarray, model_meta: dict | None = None) -> None:
+    """A flat index directory over ``codes``, one catalog row per code (paths ``/synthetic/<n>.jpg``).
+
+    ``model_meta`` (checkpoint and model fields of a real index's meta) lets it encode query images too.
+    """
     meta = {"bits": codes.shape[1] * 8, "checkpoint_sha256": "", "checkpoint_path": "", "model": {},
+            **{k: v for k, v in (model_meta or {}).items() if k in ("checkpoint_sha256", "checkpoint_path", "model")},
             "index_type": "flat", "state": new_state(), "created": ""}
+    directory.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.create(directory / CATALOG_NAME, meta)
     with catalog.transaction():
         ids = catalog.insert([NewItem("/synthetic", f"{i:07d}.jpg", 0, 0, "", None, code.tobytes())
@@ -130,7 +135,7 @@ def bench_search(seed_codes: np.ndarray, size: int, index_types: Sequence[str] =
         results[index_type] = row
     if "flat" in index_types:
         with tempfile.TemporaryDirectory() as scratch:
-            _metadata_index(Path(scratch), codes)
+            synthetic_index(Path(scratch), codes)
             store = IndexStore(scratch)
             searcher = Searcher(store, None, *store.load_index())
             for batch in (1, 100):

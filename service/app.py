@@ -19,6 +19,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Header, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
@@ -93,6 +94,7 @@ def get_service(request: Request) -> SearchService:
 
 
 Service = Annotated[SearchService, Depends(get_service)]
+ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="item id")]  # SQLite's integer range
 
 
 def require_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
@@ -218,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    timings=stages.timings)
 
     @app.get("/items/{item_id}", response_model=ItemWithCode, responses={404: {"model": Problem}})
-    def get_item(item_id: int, service: Service) -> ItemWithCode:
+    def get_item(item_id: ItemId, service: Service) -> ItemWithCode:
         item = service.searcher.items([item_id]).get(item_id)
         code = service.searcher.store.catalog.code(item_id)
         if item is None or code is None:
@@ -226,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return ItemWithCode(**ItemOut.of(item).model_dump(), code=code.hex())
 
     @app.get("/items/{item_id}/image", response_class=FileResponse, responses={404: {"model": Problem}})
-    def get_item_image(item_id: int, service: Service) -> FileResponse:
+    def get_item_image(item_id: ItemId, service: Service) -> FileResponse:
         """The indexed image file, served only from inside the folder it was indexed from."""
         item = service.searcher.items([item_id]).get(item_id)
         if item is None:
@@ -244,7 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.delete("/items/{item_id}", response_model=ItemOut, dependencies=[Depends(require_api_key)],
                 responses={401: {"model": Problem}, 404: {"model": Problem}})
-    def delete_item(item_id: int, service: Service) -> ItemOut:
+    def delete_item(item_id: ItemId, service: Service) -> ItemOut:
         return ItemOut.of(service.delete(item_id))
 
     @app.get("/healthz", response_model=Health)

@@ -1,8 +1,9 @@
 """What the service holds while it runs: the searcher, and the one writer that changes the index.
 
-Searches never wait for writes. A write builds the next FAISS index as a copy, commits it exactly as the indexer
-does (same catalog, same files, same crash safety), then swaps the searcher's reference to it, so a search
-sees the index before the write or after it, never half of it.
+A write builds the next FAISS index as a copy, commits it exactly as the indexer does (same catalog, same files,
+same crash safety), then swaps the searcher's reference to it, so a search sees the index before the write or
+after it, never half of it. Searches only wait for the catalog while a write's transaction is open (one
+SQLite connection is shared), never for the encoding of an upload.
 """
 
 from __future__ import annotations

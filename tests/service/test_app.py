@@ -12,16 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from index_data.config import IndexOptions
-from index_data.indexer import build, info
+from index_data.indexer import info
 from service.app import create_app
 from service.settings import Settings
-
-
-@pytest.fixture
-def index(class_folders: Path, tmp_path: Path) -> Path:
-    build([class_folders], tmp_path / "index", IndexOptions(progress=False))
-    return tmp_path / "index"
 
 
 @pytest.fixture

@@ -1,0 +1,96 @@
+"""p50/p99 latency and requests/s of POST /search, by image and by code, at 60,000 and 1,000,000 items.
+
+Starts `nac-hash serve` (one uvicorn worker) on each index and drives it with wrk on the same machine, so the
+server and the load generator share the CPU. The 1,000,000-item index is the 60,000 CIFAR-10 codes plus
+copies with 0 to 3 bits flipped (see index_data/benchmark.py), with synthetic metadata rows.
+
+    python benchmarks/service/load.py --index runs/cifar-index --image data/CIFAR-10-images/test/cat/0001.jpg \
+        --out benchmarks/results/cpu/service-load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from index_data.benchmark import grow_codes, synthetic_index
+from nac_hash.atomic import write_json
+from nac_hash.provenance import provenance
+from nac_hash.store import IndexStore
+
+SCRIPT = Path(__file__).with_name("search.lua")
+
+
+def serve(index: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "nac_hash.cli", "serve", "--index", str(index), "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError(f"the service on {index} did not become ready")
+
+
+def wrk(port: int, env: dict, seconds: int, connections: int) -> dict:
+    output = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", str(SCRIPT),
+                             f"http://127.0.0.1:{port}/search"], env={**os.environ, **env}, capture_output=True,
+                            text=True, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    result["requests_per_second"] = round(result["requests"] / result["seconds"], 1)
+    return result
+
+
+def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int) -> dict:
+    server = serve(index, port)
+    try:
+        items = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["items"]
+        return {"items": items,
+                "by_image": wrk(port, {"IMAGE": str(image)}, seconds, connections),
+                "by_code": wrk(port, {"CODE": code}, seconds, connections)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, required=True, help="a real index (its codes seed the 1M one)")
+    parser.add_argument("--image", type=Path, required=True, help="query image")
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8390)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    store = IndexStore(args.index)
+    _, codes = store.catalog.codes()
+    meta = dict(store.meta)
+    store.close()
+    code = codes[len(codes) // 2].tobytes().hex()
+    results = [run(args.index, args.image, code, args.port, args.seconds, args.connections)]
+    with tempfile.TemporaryDirectory() as scratch:
+        synthetic_index(Path(scratch), grow_codes(codes, args.large, np.random.default_rng(0)), meta)
+        results.append(run(Path(scratch), args.image, code, args.port, args.seconds, args.connections))
+    write_json(args.out, {"benchmark": "service /search", "k": 10, "uvicorn_workers": 1,
+                          "wrk": {"threads": 1, "connections": args.connections, "seconds": args.seconds},
+                          "runs": results, **provenance()})
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
