@@ -128,8 +128,12 @@ class HammingIndex:
         return bool(self.index.is_trained)
 
     def copy(self) -> HammingIndex:
-        """An independent copy, to change while searches go on using this one."""
-        return HammingIndex(faiss.clone_binary_index(self.index), self.ids.copy(), self.params)
+        """An independent copy, to change while searches go on using this one.
+
+        It goes through FAISS's serialisation, which every binary index type supports (cloning does not).
+        """
+        copied = faiss.deserialize_index_binary(faiss.serialize_index_binary(self.index))
+        return HammingIndex(copied, self.ids.copy(), self.params)
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Append codes whose ids are all larger than every id already stored."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, check_exact_knn, write_class_folders
+from helpers import REPO, check_exact_knn, write_class_folders
 from PIL import Image
 
 from index_data.config import IndexOptions

@@ -66,7 +66,7 @@ def test_mismatched_checkpoint_is_a_clear_error(index, tmp_path):
 
 
 def test_refresh_sees_another_writers_commit(index, class_folders):
-    from conftest import write_class_folders
+    from helpers import write_class_folders
 
     searcher = Searcher.open(index, with_model=False)
     assert not searcher.refresh()
