@@ -33,3 +33,49 @@ class RandomHyperplaneLSH:
             raise RuntimeError("call fit() before encode()")
         projected = (np.asarray(features, dtype=np.float32) - self.center) @ self.planes
         return pack_bits(projected > 0)
+
+
+class ITQ:
+    """Iterative quantization (Gong & Lazebnik, CVPR 2011): PCA to ``bits`` dimensions, then the rotation that
+    makes the signs lose the least information, by alternating sign codes and an orthogonal Procrustes fit.
+    """
+
+    def __init__(self, bits: int = 128, iterations: int = 50, seed: int = 0) -> None:
+        self.bits = validate_bits(bits)
+        self.iterations = iterations
+        self.seed = seed
+        self.center: np.ndarray | None = None
+        self.projection: np.ndarray | None = None
+
+    def fit(self, features: np.ndarray) -> ITQ:
+        features = np.asarray(features, dtype=np.float64)
+        if features.shape[1] < self.bits:
+            raise ValueError(f"ITQ needs at least {self.bits} feature dimensions, got {features.shape[1]}")
+        self.center = features.mean(axis=0)
+        centred = features - self.center
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        pca = components[: self.bits].T
+        reduced = centred @ pca
+        rotation, _ = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.bits, self.bits)))
+        for _ in range(self.iterations):
+            codes = np.where(reduced @ rotation > 0, 1.0, -1.0)
+            u, _, vt = np.linalg.svd(codes.T @ reduced)
+            rotation = (u @ vt).T
+        self.projection = (pca @ rotation).astype(np.float32)
+        self.center = self.center.astype(np.float32)
+        return self
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """(N, d) features -> (N, bits / 8) packed codes."""
+        if self.center is None or self.projection is None:
+            raise RuntimeError("call fit() before encode()")
+        return pack_bits((np.asarray(features, dtype=np.float32) - self.center) @ self.projection > 0)
+
+
+def phash_codes(images: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes (DCT pHash, the ``imagehash`` package) of (N, S, S, 3) uint8 images, packed."""
+    import imagehash
+    from PIL import Image
+
+    bits = np.stack([imagehash.phash(Image.fromarray(image), hash_size=8).hash.reshape(-1) for image in images])
+    return pack_bits(bits.astype(np.uint8))

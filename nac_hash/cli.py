@@ -59,6 +59,24 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head)")
 
 
+def _bench_map(args: argparse.Namespace) -> None:
+    from training.bench import bench_map
+
+    checkpoints = dict(pair.split("=", 1) for pair in args.checkpoint)
+    results = bench_map(args.out, protocol=args.protocol, dataset=args.dataset, data_root=args.root,
+                        bits=[int(b) for b in args.bits.split(",")], methods=args.methods.split(","),
+                        checkpoints=checkpoints, split_seed=args.split_seed, device=args.device)
+    print(f"{results['dataset']}, protocol {results['protocol']}, split seed {results['split_seed']}")
+    print(f"  {'method':8s} {'bits':>4s}  mAP@all  mAP@1000  tie-aware  P@1000  distinct codes  "
+          "cross-check (ours / scikit-learn)")
+    for row in results["rows"]:
+        check = row["cross_check"]
+        print(f"  {row['method']:8s} {row['bits']:4d}  {row['map_all']:.4f}   {row['map@1000']:.4f}   "
+              f"{row['tie_aware_map']:.4f}   {row['precision@1000']:.4f}  {row['distinct_codes']:14d}  "
+              f"{check['ours']:.6f} / {check['sklearn']:.6f}")
+    print(f"results, plots and split: {args.out}")
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -115,7 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     bench = commands.add_parser("bench", help="benchmarks: indexing and search speed")
-    add_bench_commands(bench.add_subparsers(dest="benchmark", required=True))
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    bench_map = benchmarks.add_parser("map", help="retrieval quality of several methods on one split")
+    bench_map.add_argument("--dataset", help="cifar10 or flickr25k (default: the protocol's)")
+    bench_map.add_argument("--protocol", default="cifar10-nac", help="cifar10-nac, cifar10-i, cifar10-ii, flickr25k")
+    bench_map.add_argument("--root", default="data/CIFAR-10-images", help="dataset folder")
+    bench_map.add_argument("--bits", default="128", help="comma-separated code lengths (pHash is always 64)")
+    bench_map.add_argument("--methods", default="nac,lsh,itq,phash",
+                           help="comma-separated: nac, nac_mq, simclr (from checkpoints), lsh, itq, phash")
+    bench_map.add_argument("--checkpoint", action="append", default=[], metavar="METHOD=PATH",
+                           help="checkpoint of a learned method (nac defaults to the packaged model)")
+    bench_map.add_argument("--split-seed", type=int, default=0)
+    bench_map.add_argument("--device", default="auto")
+    bench_map.add_argument("--out", type=Path, required=True, help="output folder")
+    bench_map.set_defaults(run=_bench_map)
+    add_bench_commands(benchmarks)
     return parser
 
 

@@ -1,0 +1,184 @@
+"""``nac-hash bench map``: several hashing methods on one split in one run.
+
+Writes one table (printed, and ``results.json`` in the output folder), precision-recall curves
+(``pr-curves.png``), a retrieval grid (``retrieval-grid.png``: queries and their top 10, framed green when
+relevant, red when not) and a cross-check of our mAP against scikit-learn's ``average_precision_score`` on the
+same codes.
+
+Methods: ``lsh`` (random hyperplanes on pixels), ``itq`` (ITQ on a PCA of pixels), ``phash`` (64-bit DCT
+perceptual hash) are computed here; learned methods (``nac``, ``nac_mq``, ``simclr``) are loaded from
+checkpoints trained by ``nac-hash train`` (``--checkpoint simclr=runs/simclr/model.safetensors``; ``nac``
+defaults to the packaged model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nac_hash.atomic import atomic_path, write_json
+from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
+from nac_hash.checkpoint import default_checkpoint, load_checkpoint
+from nac_hash.codes import hamming_distance
+from nac_hash.inference import encode_images
+from nac_hash.metrics import evaluate_retrieval, relevance
+from nac_hash.provenance import provenance
+from training.datasets import ImageSet, load_dataset
+from training.splits import Split, get_protocol, make_split, save_split
+from training.train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+LEARNED = ("nac", "nac_mq", "simclr")
+NOT_YET = ("dim", "aet")
+PHASH_BITS = 64
+
+
+def _pixels(data: ImageSet) -> np.ndarray:
+    return data.images.reshape(len(data.images), -1).astype(np.float32) / 255.0
+
+
+FEATURE_METHODS: dict[str, Callable[[ImageSet, Split, int, int], np.ndarray]] = {
+    "lsh": lambda data, split, bits, seed: RandomHyperplaneLSH(bits, seed).fit(_pixels(data)[split.train]).encode(
+        _pixels(data)),
+    "itq": lambda data, split, bits, seed: ITQ(bits, seed=seed).fit(_pixels(data)[split.train]).encode(
+        _pixels(data)),
+    "phash": lambda data, split, bits, seed: phash_codes(data.images),
+}
+
+
+def _check_methods(methods: Sequence[str]) -> None:
+    for name in methods:
+        if name in NOT_YET:
+            raise ValueError(f"{name} has no trainer in nac-hash yet; run it without {name}")
+        if name not in FEATURE_METHODS and name not in LEARNED:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *FEATURE_METHODS])}")
+
+
+def score(codes: np.ndarray, data: ImageSet, split: Split) -> dict:
+    metrics = evaluate_retrieval(codes[split.query], codes[split.database], data.labels[split.query],
+                                 data.labels[split.database], map_ks=(1000,), precision_ks=(1000,))
+    return {"map_all": metrics.map_all, "map@1000": metrics.map_at[1000], "tie_aware_map": metrics.tie_aware_map,
+            "precision@1000": metrics.precision_at[1000], "distinct_codes": metrics.distinct_database_codes,
+            "pr_curve": metrics.pr_curve}
+
+
+def sklearn_map(codes: np.ndarray, data: ImageSet, split: Split, queries: int) -> float:
+    """mAP@all of the first ``queries`` queries by scikit-learn, on the same ranking as ours.
+
+    The score is minus the Hamming distance, minus a fraction that grows with database position, so that
+    scikit-learn sees exactly our tie-breaking (stable, by database position) and no ties of its own.
+    """
+    from sklearn.metrics import average_precision_score
+
+    database = codes[split.database]
+    position = np.arange(len(database)) / (len(database) + 1.0)
+    aps = []
+    for q in split.query[:queries]:
+        relevant = relevance(data.labels[q : q + 1], data.labels[split.database])[0]
+        if not relevant.any():
+            aps.append(0.0)
+            continue
+        distance = hamming_distance(codes[q : q + 1], database)[0].astype(np.float64)
+        aps.append(average_precision_score(relevant, -(distance + position)))
+    return float(np.mean(aps))
+
+
+def plot_pr_curves(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for row in rows:
+        curve = row["pr_curve"]
+        axes.plot([p["recall"] for p in curve], [p["precision"] for p in curve], marker=".", markersize=3,
+                  label=f"{row['method']} {row['bits']} bits (mAP {row['map_all']:.3f})")
+    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, queries: int = 8, top: int = 10,
+                   scale: int = 2, frame: int = 3) -> None:
+    """Rows of a query and its ``top`` nearest database images, framed green when relevant and red when not."""
+    from PIL import Image
+
+    size = data.images.shape[1] * scale
+    cell = size + 2 * frame
+    grid = Image.new("RGB", ((top + 1) * cell + 8, queries * cell), "white")
+    rng = np.random.default_rng(0)
+    for row, q in enumerate(rng.choice(split.query, queries, replace=False)):
+        distance = hamming_distance(codes[q : q + 1], codes[split.database])[0]
+        nearest = split.database[np.argsort(distance, kind="stable")[:top]]
+        relevant = relevance(data.labels[q : q + 1], data.labels[nearest])[0]
+        tiles = [(q, "black", 0)] + [(i, "green" if r else "red", 8) for i, r in zip(nearest, relevant, strict=True)]
+        for column, (index, colour, gap) in enumerate(tiles):
+            x, y = column * cell + gap, row * cell
+            grid.paste(Image.new("RGB", (cell, cell), colour), (x, y))
+            thumbnail = Image.fromarray(data.images[index]).resize((size, size), Image.Resampling.NEAREST)
+            grid.paste(thumbnail, (x + frame, y + frame))
+    with atomic_path(path) as tmp:
+        grid.save(tmp, format="PNG")
+
+
+def bench_map(out_dir: str | Path, protocol: str = "cifar10-nac", dataset: str | None = None,
+              data_root: str = "data/CIFAR-10-images", bits: Sequence[int] = (128,),
+              methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
+              split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
+    """Score every method at every code length on one split; write the table, plots and cross-check."""
+    _check_methods(methods)
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    checkpoints = {"nac": str(default_checkpoint()), **(checkpoints or {})}
+    torch_device = resolve_device(device)
+    missing = [m for m in methods if m in LEARNED and m not in checkpoints]
+    if missing:
+        raise ValueError(f"give a checkpoint for {', '.join(missing)}: --checkpoint {missing[0]}=PATH")
+    models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in LEARNED}
+    image_size = next(iter(models.values()))[0].config.image_size if models else 32
+    spec = get_protocol(protocol)
+    data = load_dataset(dataset or spec.dataset, data_root, image_size)
+    split = make_split(spec, data.labels, data.is_test, split_seed)
+    save_split(split, out_dir / "split.npz")
+
+    rows = []
+    for method in methods:
+        for length in ([PHASH_BITS] if method == "phash" else bits):
+            if method in LEARNED:
+                model, _ = models[method]
+                if model.config.bits != length:
+                    logger.warning("skipping %s at %d bits: its checkpoint has %d-bit codes", method, length,
+                                   model.config.bits)
+                    continue
+                codes = encode_images(model, data.images, progress=True)
+            else:
+                codes = FEATURE_METHODS[method](data, split, length, split_seed)
+            row = {"method": method, "bits": length, **score(codes, data, split)}
+            first = dataclasses.replace(split, query=split.query[:cross_check_queries])
+            row["cross_check"] = {"ours": score(codes, data, first)["map_all"],
+                                  "sklearn": sklearn_map(codes, data, split, cross_check_queries)}
+            logger.info("%s %d bits: mAP@all %.4f", method, length, row["map_all"])
+            rows.append(row)
+            if method in methods[:1] and length == max(bits):
+                retrieval_grid(codes, data, split, out_dir / "retrieval-grid.png")
+
+    title = f"{data.description}, {spec.name}"
+    plot_pr_curves(rows, out_dir / "pr-curves.png", title)
+    results = {"dataset": data.description, "protocol": spec.name, "split_seed": split_seed, "split_file": "split.npz",
+               "checkpoints": {m: checkpoints[m] for m in models}, "retrieval_grid_method": methods[0],
+               "cross_check": "scikit-learn average_precision_score on the first "
+                              f"{cross_check_queries} queries, same ranking", "rows": rows,
+               "wall_time_s": round(time.perf_counter() - started, 1), **provenance(torch_device)}
+    write_json(out_dir / "results.json", results)
+    return results
