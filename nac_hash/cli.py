@@ -136,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
     bench_map = benchmarks.add_parser("map", help="retrieval quality of several methods on one split")
     bench_map.add_argument("--dataset", help="cifar10 or flickr25k (default: the protocol's)")
-    bench_map.add_argument("--protocol", default="cifar10-nac", help="cifar10-nac, cifar10-i, cifar10-ii, flickr25k")
+    bench_map.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii or flickr25k (default: "
+                           "cifar10-nac for cifar10, flickr25k for flickr25k)")
     bench_map.add_argument("--root", default="data/CIFAR-10-images", help="dataset folder")
     bench_map.add_argument("--bits", default="128", help="comma-separated code lengths (pHash is always 64)")
     bench_map.add_argument("--methods", default="nac,lsh,itq,phash",
-                           help="comma-separated: nac, nac_mq, simclr (from checkpoints), lsh, itq, phash")
+                           help="comma-separated: nac, nac_mq, simclr, dim, aet (from checkpoints), lsh, itq, phash")
     bench_map.add_argument("--checkpoint", action="append", default=[], metavar="METHOD=PATH",
                            help="checkpoint of a learned method (nac defaults to the packaged model)")
     bench_map.add_argument("--split-seed", type=int, default=0)

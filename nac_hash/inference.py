@@ -1,8 +1,8 @@
-"""Batched encoding of uint8 images into packed codes with a trained model."""
+"""Batched encoding of uint8 images with a trained model: packed sign codes, or backbone features."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,27 +19,41 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 
 @torch.no_grad()
-def encode_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Tensor]) -> np.ndarray:
-    """Encode batches of (B, S, S, 3) uint8 images into one (N, D / 8) packed code array."""
+def _map_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Tensor],
+                 output: Callable[[torch.Tensor], np.ndarray]) -> list[np.ndarray]:
+    """``output(backbone features)`` of each batch of (B, S, S, 3) uint8 images, in eval mode."""
     model.eval()
     device = next(model.parameters()).device
     dtype = autocast_dtype(device)
-    codes = []
+    results = []
     for batch in batches:
         images = torch.as_tensor(batch).to(device, non_blocking=True).permute(0, 3, 1, 2)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model.encode(model_input(images, model.config))
-        codes.append(pack_codes(logits))
-    if not codes:
-        return np.zeros((0, model.config.bits // 8), dtype=np.uint8)
-    return np.concatenate(codes)
+            results.append(output(model(model_input(images, model.config))))
+    return results
+
+
+def encode_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Tensor]) -> np.ndarray:
+    """Encode batches of (B, S, S, 3) uint8 images into one (N, D / 8) packed code array."""
+    codes = _map_batches(model, batches, lambda h: pack_codes(model.code_logits(h).float()))
+    return np.concatenate(codes) if codes else np.zeros((0, model.config.bits // 8), dtype=np.uint8)
+
+
+def _batches(images: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:
+    starts = range(0, len(images), batch_size)
+    batches = (images[i : i + batch_size] for i in starts)
+    return tqdm(batches, total=len(starts), desc=desc, unit="batch") if progress else batches
 
 
 def encode_images(model: HashingModel, images: np.ndarray, batch_size: int = 500,
                   progress: bool = False) -> np.ndarray:
     """Encode an (N, S, S, 3) uint8 array in batches; returns (N, D / 8) packed codes."""
-    starts = range(0, len(images), batch_size)
-    batches = (images[i : i + batch_size] for i in starts)
-    if progress:
-        batches = tqdm(batches, total=len(starts), desc="encode", unit="batch")
-    return encode_batches(model, batches)
+    return encode_batches(model, _batches(images, batch_size, progress, "encode"))
+
+
+def embed_images(model: HashingModel, images: np.ndarray, batch_size: int = 500,
+                 progress: bool = False) -> np.ndarray:
+    """Backbone features h of an (N, S, S, 3) uint8 array: (N, feature_dim) float32, for feature baselines."""
+    features = _map_batches(model, _batches(images, batch_size, progress, "embed"),
+                            lambda h: h.float().cpu().numpy())
+    return np.concatenate(features) if features else np.zeros((0, model.feature_dim), dtype=np.float32)

@@ -142,3 +142,40 @@ class NTXentLoss(nn.Module):
         similarity.fill_diagonal_(float("-inf"))
         partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
         return F.cross_entropy(similarity, partner)
+
+
+class DeepInfoMaxLoss(nn.Module):
+    """Local Deep InfoMax (Hjelm et al., ICLR 2019) with the Jensen-Shannon estimator.
+
+    Every cell of an image's local feature map should score high against that image's global vector and low
+    against the global vectors of the other images in the batch. The scoring network is bilinear,
+    T(c, e) = c . W e, the linear critic of NAC_NOTES section 5.
+    """
+
+    def __init__(self, local_dim: int, global_dim: int) -> None:
+        super().__init__()
+        self.critic = nn.Linear(global_dim, local_dim, bias=False)
+
+    def forward(self, local_map: torch.Tensor, global_vector: torch.Tensor) -> torch.Tensor:
+        """local_map: (N, C, M, M); global_vector: (N, G). Returns minus the JSD mutual-information bound."""
+        cells = _full_precision(local_map).flatten(2)
+        query = self.critic(_full_precision(global_vector)).float()
+        scores = torch.einsum("ic,kcm->ikm", query, cells)  # image i's global vector vs image k's cells
+        positive = torch.eye(len(scores), dtype=torch.bool, device=scores.device)[:, :, None].expand_as(scores)
+        return F.softplus(-scores[positive]).mean() + F.softplus(scores[~positive]).mean()
+
+
+class AETLoss(nn.Module):
+    """Auto-Encoding Transformations (Zhang et al., CVPR 2019): regress the parameters of the transformation
+    between two images from their features, with a decoder reading both features side by side.
+    """
+
+    def __init__(self, feature_dim: int, num_params: int = 6) -> None:
+        super().__init__()
+        self.decoder = nn.Sequential(nn.Linear(2 * feature_dim, feature_dim), nn.ReLU(inplace=True),
+                                     nn.Linear(feature_dim, num_params))
+
+    def forward(self, features: torch.Tensor, transformed_features: torch.Tensor,
+                params: torch.Tensor) -> torch.Tensor:
+        predicted = self.decoder(torch.cat([features, transformed_features], dim=1))
+        return F.mse_loss(predicted.float(), params.float())

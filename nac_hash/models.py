@@ -106,6 +106,17 @@ class HashingModel(nn.Module):
         """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
         return self.backbone(images)
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> the last convolutional map (N, feature_dim, M, M), before pooling.
+
+        Its spatial mean is the feature h that :meth:`forward` returns (Deep InfoMax scores its cells).
+        """
+        if isinstance(self.backbone, torchvision.models.ResNet):
+            net = self.backbone
+            x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+            return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return self.backbone[:-2](images)  # drop the global average pooling and the flatten
+
     def code_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Features h -> code pre-activations a = g(h) / sqrt(D); the hash code is sign(a)."""
         return self.projection(features) / math.sqrt(self.config.bits)

@@ -40,7 +40,7 @@ def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_fold
     assert (tmp_path / "results.split.npz").is_file()
 
 
-@pytest.mark.parametrize("method", ["nac", "nac_mq"])
+@pytest.mark.parametrize("method", ["nac", "nac_mq", "dim", "aet"])
 def test_resumed_run_equals_an_uninterrupted_one(class_folders, tmp_path, method, monkeypatch):
     def config(out, epochs=3):
         overrides = {"dataset": "folder", "data_root": str(class_folders), "queries": 4, "train_images": 8,

@@ -146,3 +146,27 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     gray = _per_image(torch.rand(n, device=device, generator=generator) < config.grayscale_probability)
     x = torch.where(gray, grayscale(x).expand_as(x), x)
     return normalize(x, config.mean, config.std)
+
+
+def random_affine(images: torch.Tensor, max_rotation: float = math.pi, scale: tuple[float, float] = (0.7, 1.3),
+                  max_shear: float = math.pi / 6, max_shift: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """AET's transformations: a random rotation, scale, shear and shift of each (N, 3, H, W) float image.
+
+    Returns:
+        The transformed images (zero outside the source, i.e. the dataset mean after normalisation) and the
+        (N, 6) affine matrices of ``F.affine_grid``, flattened: the targets AET regresses.
+    """
+    n, device = len(images), images.device
+    angle = _uniform(n, -max_rotation, max_rotation, device, None)
+    zoom = _uniform(n, *scale, device, None)
+    shear = _uniform(n, -max_shear, max_shear, device, None)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shearing = torch.eye(2, device=device).repeat(n, 1, 1)
+    shearing[:, 0, 1] = torch.tan(shear)
+    linear = rotation @ shearing * zoom[:, None, None]
+    shift = _uniform(2 * n, -2 * max_shift, 2 * max_shift, device, None).view(n, 2, 1)  # grid spans [-1, 1]
+    theta = torch.cat([linear, shift], dim=2)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    transformed = F.grid_sample(images, grid.to(images.dtype), align_corners=False)
+    return transformed, theta.flatten(1)

@@ -6,9 +6,10 @@ relevant, red when not) and a cross-check of our mAP against scikit-learn's ``av
 same codes.
 
 Methods: ``lsh`` (random hyperplanes on pixels), ``itq`` (ITQ on a PCA of pixels), ``phash`` (64-bit DCT
-perceptual hash) are computed here; learned methods (``nac``, ``nac_mq``, ``simclr``) are loaded from
-checkpoints trained by ``nac-hash train`` (``--checkpoint simclr=runs/simclr/model.safetensors``; ``nac``
-defaults to the packaged model).
+perceptual hash) are computed here; learned methods are loaded from checkpoints trained by ``nac-hash train
+--method ...`` (``--checkpoint simclr=runs/simclr/model.safetensors``; ``nac`` defaults to the packaged model).
+NAC, NAC-MQ and SimCLR are scored by their sign codes; Deep InfoMax (``dim``) and AET (``aet``) learn
+features, which are hashed with ITQ fitted on the training split.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nac_hash.atomic import atomic_path, write_json
 from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
-from nac_hash.inference import encode_images
+from nac_hash.inference import embed_images, encode_images
 from nac_hash.metrics import evaluate_retrieval, relevance
 from nac_hash.provenance import provenance
 from training.datasets import ImageSet, load_dataset
@@ -34,8 +35,8 @@ from training.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
-LEARNED = ("nac", "nac_mq", "simclr")
-NOT_YET = ("dim", "aet")
+LEARNED = ("nac", "nac_mq", "simclr", "dim", "aet")
+FEATURE_LEARNERS = ("dim", "aet")  # learn features, not codes: hashed with ITQ fitted on the training split
 PHASH_BITS = 64
 
 
@@ -54,8 +55,6 @@ FEATURE_METHODS: dict[str, Callable[[ImageSet, Split, int, int], np.ndarray]] = 
 
 def _check_methods(methods: Sequence[str]) -> None:
     for name in methods:
-        if name in NOT_YET:
-            raise ValueError(f"{name} has no trainer in nac-hash yet; run it without {name}")
         if name not in FEATURE_METHODS and name not in LEARNED:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *FEATURE_METHODS])}")
 
@@ -132,11 +131,17 @@ def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, 
         grid.save(tmp, format="PNG")
 
 
-def bench_map(out_dir: str | Path, protocol: str = "cifar10-nac", dataset: str | None = None,
+DEFAULT_PROTOCOLS = {"cifar10": "cifar10-nac", "flickr25k": "flickr25k"}
+
+
+def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
               data_root: str = "data/CIFAR-10-images", bits: Sequence[int] = (128,),
               methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
               split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
-    """Score every method at every code length on one split; write the table, plots and cross-check."""
+    """Score every method at every code length on one split; write the table, plots and cross-check.
+
+    The protocol defaults to the dataset's (cifar10-nac for cifar10, flickr25k for flickr25k).
+    """
     _check_methods(methods)
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -147,7 +152,7 @@ def bench_map(out_dir: str | Path, protocol: str = "cifar10-nac", dataset: str |
         raise ValueError(f"give a checkpoint for {', '.join(missing)}: --checkpoint {missing[0]}=PATH")
     models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in LEARNED}
     image_size = next(iter(models.values()))[0].config.image_size if models else 32
-    spec = get_protocol(protocol)
+    spec = get_protocol(protocol or DEFAULT_PROTOCOLS.get(dataset or "cifar10", "cifar10-nac"))
     data = load_dataset(dataset or spec.dataset, data_root, image_size)
     split = make_split(spec, data.labels, data.is_test, split_seed)
     save_split(split, out_dir / "split.npz")
@@ -155,7 +160,10 @@ def bench_map(out_dir: str | Path, protocol: str = "cifar10-nac", dataset: str |
     rows = []
     for method in methods:
         for length in ([PHASH_BITS] if method == "phash" else bits):
-            if method in LEARNED:
+            if method in FEATURE_LEARNERS:
+                features = embed_images(models[method][0], data.images, progress=True)
+                codes = ITQ(length, seed=split_seed).fit(features[split.train]).encode(features)
+            elif method in LEARNED:
                 model, _ = models[method]
                 if model.config.bits != length:
                     logger.warning("skipping %s at %d bits: its checkpoint has %d-bit codes", method, length,

@@ -20,7 +20,7 @@ from training.augment import AugmentConfig
 from training.datasets import LOADERS
 from training.splits import PROTOCOLS
 
-METHODS = ("nac", "nac_mq", "simclr")
+METHODS = ("nac", "nac_mq", "simclr", "dim", "aet")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(arch=self.arch, bits=self.bits, image_size=self.image_size,
-                           mean=CIFAR10_MEAN, std=CIFAR10_STD, inference_head=self.method != "simclr")
+                           mean=CIFAR10_MEAN, std=CIFAR10_STD, inference_head=self.method in ("nac", "nac_mq"))
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(size=self.image_size, crop_scale=(self.crop_scale_min, 1.0),

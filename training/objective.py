@@ -1,4 +1,9 @@
-"""Maps the configured method to a loss over two augmented views of a batch."""
+"""Maps the configured method to a loss over two augmented views of a batch.
+
+NAC, NAC-MQ and SimCLR compare the two views; Deep InfoMax (``dim``) scores each view on its own and AET
+(``aet``) regresses a random affine transformation applied to the first view. DIM and AET learn features,
+not codes: benchmarks hash their features with ITQ.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ import copy
 import torch
 from torch import nn
 
-from nac_hash.loss import NACLoss, NACMQLoss, NTXentLoss
+from nac_hash.loss import AETLoss, DeepInfoMaxLoss, NACLoss, NACMQLoss, NTXentLoss
 from nac_hash.models import HashingModel, ema_update
+from training.augment import random_affine
 from training.config import TrainConfig
 
 
 class Objective(nn.Module):
-    """NAC, NAC-MQ or SimCLR on a :class:`HashingModel`; holds the momentum encoder and queue of NAC-MQ.
+    """The training loss of a :class:`HashingModel`, with what it owns: NAC-MQ's momentum encoder and queue,
+    Deep InfoMax's critic, AET's decoder (the last two are trained with the model).
 
     NAC-MQ scores view 1's noisy code with the online inference head applied to the *momentum* encoder's
     feature of view 2 (and vice versa). Taking phi itself from the momentum model, as a literal reading of
@@ -31,10 +38,23 @@ class Objective(nn.Module):
         elif self.method == "nac_mq":
             self.loss = NACMQLoss(config.bits, config.flip_probability, config.queue_size, config.l2_weight)
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
+        elif self.method == "dim":
+            self.loss = DeepInfoMaxLoss(model.feature_dim, model.feature_dim)
+        elif self.method == "aet":
+            self.loss = AETLoss(model.feature_dim)
         else:
             self.loss = NTXentLoss(config.temperature)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the loss itself that the optimizer updates (the momentum encoder is not one)."""
+        return [p for p in self.loss.parameters() if p.requires_grad]
+
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        if self.method == "dim":
+            return (self._infomax(model, view1) + self._infomax(model, view2)) / 2
+        if self.method == "aet":
+            transformed, params = random_affine(view1)
+            return self.loss(model(view1), model(transformed), params)
         # One pass per view, so batch-norm statistics never mix an image's two views (the reference code
         # does the same); the pairing would otherwise be visible to the network through the batch.
         h1, h2 = model(view1), model(view2)
@@ -48,6 +68,10 @@ class Objective(nn.Module):
             k1, k2 = self.momentum_model(view1), self.momentum_model(view2)
             keys = self.momentum_model.code_logits(torch.cat([k1, k2]))
         return self.loss(a1, a2, model.bit_logits(k2), model.bit_logits(k1), keys)
+
+    def _infomax(self, model: HashingModel, view: torch.Tensor) -> torch.Tensor:
+        local = model.feature_map(view)
+        return self.loss(local, local.mean(dim=(2, 3)))
 
     def after_step(self, model: HashingModel) -> None:
         if self.momentum_model is not None:

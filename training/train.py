@@ -68,7 +68,7 @@ def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int) -
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(config, model).to(device)
-    optimizer = LARS(model.parameters(), lr=config.lr, momentum=config.momentum,
+    optimizer = LARS([*model.parameters(), *objective.trainable_parameters()], lr=config.lr, momentum=config.momentum,
                      weight_decay=config.weight_decay, trust_coefficient=config.trust_coefficient)
     scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     return Run(config, device, model, objective, optimizer, scheduler)
