@@ -16,6 +16,9 @@ from nac_hash.loss import AETLoss, DeepInfoMaxLoss, NACLoss, NACMQLoss, NTXentLo
 from nac_hash.models import HashingModel, ema_update
 from training.augment import random_affine
 from training.config import TrainConfig
+from training.distributed import gather
+
+FEATURE_METHODS = ("dim", "aet")  # learn features only: the code head gets no gradient
 
 
 class Objective(nn.Module):
@@ -50,6 +53,7 @@ class Objective(nn.Module):
         return [p for p in self.loss.parameters() if p.requires_grad]
 
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """The loss of this rank's views; inputs of the loss are gathered from all ranks (see training.distributed)."""
         if self.method == "dim":
             return (self._infomax(model, view1) + self._infomax(model, view2)) / 2
         if self.method == "aet":
@@ -58,21 +62,37 @@ class Objective(nn.Module):
         # One pass per view, so batch-norm statistics never mix an image's two views (the reference code
         # does the same); the pairing would otherwise be visible to the network through the batch.
         h1, h2 = model(view1), model(view2)
-        a1, a2 = model.code_logits(h1), model.code_logits(h2)
+        a1, a2 = gather(model.code_logits(h1)), gather(model.code_logits(h2))
         if self.method == "simclr":
             return self.loss(a1, a2)
         if self.momentum_model is None:
-            return self.loss(a1, a2, model.bit_logits(h2), model.bit_logits(h1))
+            return self.loss(a1, a2, gather(model.bit_logits(h2)), gather(model.bit_logits(h1)))
         with torch.no_grad():
             self.momentum_model.train(model.training)
             k1, k2 = self.momentum_model(view1), self.momentum_model(view2)
-            keys = self.momentum_model.code_logits(torch.cat([k1, k2]))
-        return self.loss(a1, a2, model.bit_logits(k2), model.bit_logits(k1), keys)
+            keys = self.momentum_model.code_logits(torch.cat([gather(k1), gather(k2)]))
+        return self.loss(a1, a2, gather(model.bit_logits(k2)), gather(model.bit_logits(k1)), keys)
 
     def _infomax(self, model: HashingModel, view: torch.Tensor) -> torch.Tensor:
-        local = model.feature_map(view)
+        local = gather(model.feature_map(view))  # one gather: the global vector is the mean of the local map
         return self.loss(local, local.mean(dim=(2, 3)))
 
     def after_step(self, model: HashingModel) -> None:
         if self.momentum_model is not None:
             ema_update(self.momentum_model, model, self.momentum_decay)
+
+
+class TrainStep(nn.Module):
+    """The model and its objective as one module whose forward is the loss of a step.
+
+    DistributedDataParallel wraps this, so it sees a single forward per step however many passes the
+    objective makes.
+    """
+
+    def __init__(self, model: HashingModel, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        return self.objective(self.model, view1, view2)

@@ -29,7 +29,8 @@ from nac_hash.provenance import provenance
 from training.augment import augment
 from training.config import TrainConfig
 from training.datasets import ImageSet, load_dataset
-from training.objective import Objective
+from training.distributed import World, close_world, init_world, local_slice, sync_batch_norm, wrap
+from training.objective import FEATURE_METHODS, Objective, TrainStep
 from training.optim import LARS, warmup_cosine
 from training.splits import Split, get_protocol, make_split, save_split
 
@@ -63,8 +64,8 @@ class Run:
     origin: dict = dataclasses.field(default_factory=dict)  # command, commit, hardware at the start of the run
 
 
-def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int) -> Run:
-    model = HashingModel(config.model_config()).to(device)
+def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int, world: World | None = None) -> Run:
+    model = sync_batch_norm(HashingModel(config.model_config()), world or World(), device).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(config, model).to(device)
@@ -133,11 +134,11 @@ def two_views(batch: torch.Tensor, config: TrainConfig, generator: torch.Generat
     return views[0], views[1]
 
 
-def optimize(run: Run, model: torch.nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-    """One optimizer step on a pair of views; ``model`` is ``run.model`` or its compiled wrapper."""
+def optimize(run: Run, step: torch.nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on a pair of views; ``step`` is the run's TrainStep, maybe wrapped (DDP, compile)."""
     dtype = autocast_dtype(run.device)
     with torch.autocast(run.device.type, dtype=dtype, enabled=dtype is not None):
-        loss = run.objective(model, view1, view2)
+        loss = step(view1, view2)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -147,26 +148,42 @@ def optimize(run: Run, model: torch.nn.Module, view1: torch.Tensor, view2: torch
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train a model as ``config`` says; returns the path of the final model checkpoint."""
-    device = resolve_device(config.device)
+    """Train a model as ``config`` says; returns the path of the final model checkpoint.
+
+    Under torchrun each process trains on its share of every batch (see :mod:`training.distributed`).
+    """
+    world, device = init_world(resolve_device(config.device))
+    try:
+        return _train(config, world, device, progress and world.is_main)
+    finally:
+        close_world(world)
+
+
+def _train(config: TrainConfig, world: World, device: torch.device, progress: bool) -> Path:
     torch.manual_seed(config.seed)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(config.dataset, config.data_root, config.image_size)
     protocol = get_protocol(config.protocol)
     split = make_split(protocol, data.labels, data.is_test, config.split_seed, config.queries, config.train_images)
-    save_split(split, out / "split.npz")
+    if world.is_main:
+        save_split(split, out / "split.npz")
     images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
     batch_size = min(config.batch_size, len(images))
+    rows = local_slice(world, batch_size)
     steps_per_epoch = len(images) // batch_size
-    run = build_run(config, device, steps_per_epoch)
+    run = build_run(config, device, steps_per_epoch, world)
     run.origin = provenance(device)
     if config.resume and (out / STATE_FILE).is_file():
         load_state(run, out / STATE_FILE)
         logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
-    model_for_step = torch.compile(run.model) if config.compile else run.model
-    logger.info("training %s/%s on %d images (%s), %d steps/epoch on %s", config.method, config.arch,
-                len(images), data.description, steps_per_epoch, device)
+    step_module = wrap(TrainStep(run.model, run.objective), world, device,
+                       find_unused_parameters=config.method in FEATURE_METHODS)
+    if config.compile:
+        step_module = torch.compile(step_module)
+    if world.is_main:
+        logger.info("training %s/%s on %d images (%s), %d steps/epoch on %s x %d", config.method, config.arch,
+                    len(images), data.description, steps_per_epoch, device, world.size)
 
     bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch, disable=not progress, unit="step")
     run.model.train()
@@ -176,17 +193,21 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         epoch_seed = config.seed * 1_000_003 + run.epoch
         torch.manual_seed(epoch_seed)
         generator = torch.Generator(device).manual_seed(epoch_seed)
-        order = torch.randperm(len(images), device=device, generator=generator)
+        order = torch.randperm(len(images), device=device, generator=generator)  # the same on every rank
+        if world.distributed:  # but each rank draws its own augmentations
+            generator.manual_seed(epoch_seed + 7919 * world.rank)
         started = time.perf_counter()
         for step in range(steps_per_epoch):
-            batch = images[order[step * batch_size : (step + 1) * batch_size]]
-            loss = optimize(run, model_for_step, *two_views(batch, config, generator))
+            batch = images[order[step * batch_size : (step + 1) * batch_size][rows]]
+            loss = optimize(run, step_module, *two_views(batch, config, generator))
             bar.update()
             if step == steps_per_epoch - 1 or step % 10 == 0:
                 bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
                                 img_s=f"{(step + 1) * batch_size / (time.perf_counter() - started):.0f}")
         run.epoch += 1
         finished = run.epoch == config.epochs
+        if not world.is_main:
+            continue
         if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
             scores = quick_eval(run.model, data, split, config.eval_queries, protocol.map_k)
             run.history.append({"epoch": run.epoch, "loss": float(loss.item()), **scores})
