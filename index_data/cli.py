@@ -48,6 +48,12 @@ def _remove(args: argparse.Namespace) -> None:
     _print_report(remove(args.index, ids=args.ids, paths=args.paths), args.index)
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from index_data.indexer import merge
+
+    _print_report(merge(args.shards, args.out, args.index_type), args.out)
+
+
 def _rebuild(args: argparse.Namespace) -> None:
     from index_data.indexer import rebuild
 
@@ -107,6 +113,12 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("--path", dest="paths", type=Path, action="append", default=[],
                         help="indexed file path (repeatable)")
     remove.set_defaults(run=_remove)
+
+    merge = actions.add_parser("merge", help="merge indexes built with --shard i/n into one")
+    merge.add_argument("shards", nargs="+", type=Path, help="index directories of the shards")
+    merge.add_argument("--out", type=Path, required=True, help="index directory (replaced when the merge ends)")
+    merge.add_argument("--index-type", help="(default: the first shard's)")
+    merge.set_defaults(run=_merge)
 
     rebuild = actions.add_parser("rebuild", help="rebuild the FAISS index from the stored codes")
     rebuild.add_argument("index", type=Path, help="index directory")

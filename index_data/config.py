@@ -20,6 +20,7 @@ class IndexOptions:
         max_bytes: larger files are skipped.
         device: torch device for encoding.
         progress: show a progress bar.
+        shard: "i/n" to index only shard i of n (merge the shards with `nac-hash index merge`).
     """
 
     checkpoint: str | None = None
@@ -30,3 +31,4 @@ class IndexOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     device: str = "cpu"
     progress: bool = True
+    shard: str | None = None

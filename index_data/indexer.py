@@ -11,8 +11,9 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -168,30 +169,23 @@ def _finish(report: Report, index_dir: Path, started: float) -> Report:
     return report
 
 
-def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions | None = None) -> Report:
-    """Index every image under ``folders`` into a new index at ``out``, replacing any index there at the end."""
-    options = options or IndexOptions()
-    started = time.perf_counter()
-    out = Path(out)
-    checkpoint = Path(options.checkpoint) if options.checkpoint else default_checkpoint()
-    model, sidecar = load_checkpoint(checkpoint, options.device)
-    new_faiss_index(options.index_type, model.config.bits, 0)  # reject a bad index type before any work
-    files = find_files(folders)
-    report = Report()
+def _replace_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]]) -> tuple[str, int]:
+    """Write a complete new index at ``out`` and swap it in at the end; returns (state, items).
+
+    ``fill`` receives the new, empty catalog (to look up what it already holds) and returns its items. The old
+    index stays untouched, and loadable, until the final rename.
+    """
     with write_lock(out):
         tmp = out / f".catalog-{new_state()}.tmp"
         try:
-            catalog = Catalog.create(tmp, {
-                "bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
-                "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
-                "index_type": options.index_type, "state": "", "created": datetime.now(UTC).isoformat()})
-            new, _ = encode_files(catalog, model, files, options, report)
+            catalog = Catalog.create(tmp, {**meta, "state": "", "created": datetime.now(UTC).isoformat()})
+            items = fill(catalog)
             with catalog.transaction():
-                ids = catalog.insert(new)
-                codes = np.frombuffer(b"".join(i.code for i in new), np.uint8).reshape(len(new), -1)
+                ids = catalog.insert(items)
+                codes = np.frombuffer(b"".join(i.code for i in items), np.uint8).reshape(len(items), meta["bits"] // 8)
                 state = new_state()
-                HammingIndex.build(codes, np.array(ids, np.int64), options.index_type,
-                                   model.config.bits).save(faiss_path(out, state))
+                HammingIndex.build(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"]).save(
+                    faiss_path(out, state))
                 catalog.set_meta(state=state)
             catalog.close()
             fsync_file(tmp)
@@ -200,8 +194,70 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
         finally:
             tmp.unlink(missing_ok=True)
         remove_stale_files(out, state)
-        report.total = len(new)
-        return _finish(report, out, started)
+    return state, len(items)
+
+
+def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions | None = None) -> Report:
+    """Index every image under ``folders`` (this shard's share of them, with ``options.shard``) into a new index
+    at ``out``, replacing any index there at the end."""
+    options = options or IndexOptions()
+    started = time.perf_counter()
+    checkpoint = Path(options.checkpoint) if options.checkpoint else default_checkpoint()
+    model, sidecar = load_checkpoint(checkpoint, options.device)
+    new_faiss_index(options.index_type, model.config.bits, 0)  # reject a bad index type before any work
+    files = shard_files(find_files(folders), options.shard)
+    report = Report()
+    meta = {"bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
+            "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
+            "index_type": options.index_type}
+    _, report.total = _replace_index(Path(out), meta, lambda catalog: encode_files(
+        catalog, model, files, options, report)[0])
+    return _finish(report, Path(out), started)
+
+
+def shard_files(files: list[tuple[Path, Path]], shard: str | None) -> list[tuple[Path, Path]]:
+    """The files of shard ``"i/n"``: those whose path relative to their folder hashes to i modulo n.
+
+    Hashing the relative path lets machines that mount the folders at different places agree on the split.
+    """
+    if shard is None:
+        return files
+    match = re.fullmatch(r"(\d+)/(\d+)", shard)
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise ValueError(f"shard must be i/n with 0 <= i < n, got {shard!r}")
+    index, count = int(match.group(1)), int(match.group(2))
+    return [(root, file) for root, file in files
+            if int(hashlib.sha1(str(file.relative_to(root)).encode()).hexdigest(), 16) % count == index]
+
+
+def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None = None) -> Report:
+    """Merge indexes built from disjoint shards (same checkpoint) into a new index at ``out``; codes are copied,
+    not re-encoded, and items get new ids.
+
+    Raises:
+        CheckpointMismatchError: the shards were encoded by different checkpoints.
+        ValueError: two shards hold the same file.
+    """
+    started = time.perf_counter()
+    stores = [IndexStore(shard) for shard in shards]
+    try:
+        first = stores[0].meta
+        for store in stores[1:]:
+            store.check_checkpoint(first["checkpoint_sha256"], first["checkpoint_path"])
+        items = [item for store in stores for item in store.catalog.records()]
+        seen: set[tuple[str, str]] = set()
+        for item in items:
+            if (item.root, item.path) in seen:
+                raise ValueError(f"shards overlap: {Path(item.root) / item.path} is in more than one")
+            seen.add((item.root, item.path))
+        meta = {k: first[k] for k in ("bits", "checkpoint_sha256", "checkpoint_path", "model")}
+        meta["index_type"] = index_type or first["index_type"]
+        new_faiss_index(meta["index_type"], meta["bits"], 0)
+        _, total = _replace_index(Path(out), meta, lambda catalog: items)
+    finally:
+        for store in stores:
+            store.close()
+    return _finish(Report(added=total, total=total), Path(out), started)
 
 
 def add_files(store: IndexStore, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,

@@ -241,6 +241,14 @@ class Catalog:
             row = self._db.execute("SELECT code FROM items WHERE id = ?", (int(item_id),)).fetchone()
         return row[0] if row else None
 
+    def records(self) -> list[NewItem]:
+        """Every item with its code, in id order (to copy items into another catalog)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT roots.path, items.path, items.size, items.mtime_ns, items.sha256, items.label, items.code "
+                "FROM items JOIN roots ON roots.id = items.root_id ORDER BY items.id").fetchall()
+        return [NewItem(*row) for row in rows]
+
     def snapshot(self) -> tuple[dict, np.ndarray]:
         """(meta, all item ids in increasing order), read together in one transaction."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -17,7 +18,7 @@ from helpers import REPO, check_exact_knn, write_class_folders
 from PIL import Image
 
 from index_data.config import IndexOptions
-from index_data.indexer import add, build, info, rebuild, remove
+from index_data.indexer import add, build, info, merge, rebuild, remove
 from nac_hash.catalog import ItemNotFoundError
 from nac_hash.index import IndexTypeError
 from nac_hash.search import Searcher
@@ -266,3 +267,35 @@ def test_cli_build_killed_mid_way_keeps_previous_index(cifar_sample, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert search_all(index) == old
+
+
+def test_sharded_builds_merge_into_the_same_index(cifar_sample, tmp_path):
+    whole = tmp_path / "whole"
+    build([cifar_sample], whole, OPTIONS)
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, shard in enumerate(shards):
+        build([cifar_sample], shard, dataclasses.replace(OPTIONS, shard=f"{i}/3"))
+    sizes = [info(shard)["items"] for shard in shards]
+    assert sum(sizes) == 300 and min(sizes) > 50  # disjoint, and roughly even
+
+    report = merge(shards, tmp_path / "merged", index_type="ivf")
+    assert report.total == 300 and info(tmp_path / "merged")["index_type"] == "ivf"
+    rebuild(tmp_path / "merged", "flat")
+    by_path = {item.path: item for item in items_by_path(whole).values()}
+    merged_ids, merged_codes = all_codes(tmp_path / "merged")
+    merged = items_by_path(tmp_path / "merged")
+    whole_ids, whole_codes = all_codes(whole)
+    code_of = dict(zip(whole_ids.tolist(), whole_codes, strict=True))
+    for path, item in merged.items():  # the same files with the same codes, under new ids
+        np.testing.assert_array_equal(merged_codes[np.searchsorted(merged_ids, item.id)], code_of[by_path[path].id])
+    a, b = search_all(whole, 10), search_all(tmp_path / "merged", 10)
+    assert sorted(sorted(d for _, d, _ in row) for row in a) == sorted(sorted(d for _, d, _ in row) for row in b)
+
+
+def test_merge_refuses_overlapping_shards_and_bad_shard_specs(class_folders, tmp_path):
+    build([class_folders], tmp_path / "a", OPTIONS)
+    build([class_folders], tmp_path / "b", OPTIONS)
+    with pytest.raises(ValueError, match="shards overlap"):
+        merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    with pytest.raises(ValueError, match="i/n"):
+        build([class_folders], tmp_path / "c", dataclasses.replace(OPTIONS, shard="3/3"))
