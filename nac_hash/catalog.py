@@ -95,13 +95,21 @@ class NewItem(ImageRecord):
 
 
 class Catalog:
-    """A connection to one catalog file, safe to share between threads (calls are serialised)."""
+    """One catalog file, safe to share between threads.
+
+    Writes go through one connection, inside :meth:`transaction`, one writer at a time; the writing thread also
+    reads through it, so it sees its own uncommitted rows. Every other thread reads through a connection of its
+    own, so a search never waits for a write in progress, only (briefly) for its commit.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise CatalogError(f"no index catalog at {self.path}")
         self._lock = threading.RLock()
+        self._writer: int | None = None  # the thread inside transaction()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self.meta = self._read_meta()
@@ -130,15 +138,33 @@ class Catalog:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
             self._db.close()
 
-    def _read_meta(self) -> dict:
-        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection this thread reads through: the writer's own inside a transaction, else its reader."""
+        if self._writer == threading.get_ident():
+            with self._lock:
+                yield self._db
+            return
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            reader.execute("PRAGMA query_only = ON")
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        yield reader
+
+    def _read_meta(self, db: sqlite3.Connection | None = None) -> dict:
+        return {k: json.loads(v) for k, v in (db or self._db).execute("SELECT key, value FROM meta")}
 
     def refresh_meta(self) -> dict:
-        """Re-read ``meta`` (another process may have committed since)."""
-        with self._lock:
-            self.meta = self._read_meta()
+        """Re-read ``meta`` (another writer may have committed since)."""
+        with self._reading() as db:
+            self.meta = self._read_meta(db)
             return self.meta
 
     @contextmanager
@@ -146,13 +172,17 @@ class Catalog:
         """A write transaction: everything inside commits together or not at all."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._writer = threading.get_ident()
             try:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self.meta = self._read_meta()
                 raise
-            self._db.execute("COMMIT")
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._writer = None
 
     def set_meta(self, **values: object) -> None:
         with self._lock:
@@ -161,12 +191,12 @@ class Catalog:
             self.meta.update(values)
 
     def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        with self._reading() as db:
+            return db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
     def roots(self) -> list[str]:
-        with self._lock:
-            return [r for (r,) in self._db.execute("SELECT path FROM roots ORDER BY id")]
+        with self._reading() as db:
+            return [r for (r,) in db.execute("SELECT path FROM roots ORDER BY id")]
 
     def _root_id(self, root: str) -> int:
         row = self._db.execute("SELECT id FROM roots WHERE path = ?", (root,)).fetchone()
@@ -176,8 +206,8 @@ class Catalog:
 
     def known_files(self, root: str) -> dict[str, tuple[int, str]]:
         """path relative to ``root`` -> (id, sha256) of every item indexed from ``root``."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT items.path, items.id, items.sha256 FROM items JOIN roots ON roots.id = items.root_id "
                 "WHERE roots.path = ?", (root,))
             return {path: (item_id, sha) for path, item_id, sha in rows}
@@ -209,13 +239,13 @@ class Catalog:
 
     def ids_for_files(self, files: Iterable[Path]) -> dict[Path, int]:
         """Absolute file path -> item id, for the given files that are indexed."""
-        with self._lock:
+        roots = self.roots()
+        with self._reading() as db:
             found = {}
-            roots = self.roots()
             for file in files:
                 for root in roots:
                     if file.is_relative_to(root):
-                        row = self._db.execute(
+                        row = db.execute(
                             "SELECT items.id FROM items JOIN roots ON roots.id = items.root_id "
                             "WHERE roots.path = ? AND items.path = ?", (root, str(file.relative_to(root)))).fetchone()
                         if row:
@@ -225,11 +255,11 @@ class Catalog:
     def items(self, ids: Iterable[int]) -> dict[int, Item]:
         """id -> Item for the ids that exist."""
         ids = [int(i) for i in ids]
-        with self._lock:
+        with self._reading() as db:
             found = {}
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
                 chunk = ids[start : start + 500]
-                rows = self._db.execute(
+                rows = db.execute(
                     f"SELECT {ITEM_COLUMNS} FROM items JOIN roots ON roots.id = items.root_id "
                     f"WHERE items.id IN ({','.join('?' * len(chunk))})", chunk)
                 found.update({row[-1]: Item(*row) for row in rows})
@@ -237,36 +267,36 @@ class Catalog:
 
     def code(self, item_id: int) -> bytes | None:
         """The packed code of one item, or None when there is no such item."""
-        with self._lock:
-            row = self._db.execute("SELECT code FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT code FROM items WHERE id = ?", (int(item_id),)).fetchone()
         return row[0] if row else None
 
     def records(self) -> list[NewItem]:
         """Every item with its code, in id order (to copy items into another catalog)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT roots.path, items.path, items.size, items.mtime_ns, items.sha256, items.label, items.code "
                 "FROM items JOIN roots ON roots.id = items.root_id ORDER BY items.id").fetchall()
         return [NewItem(*row) for row in rows]
 
     def snapshot(self) -> tuple[dict, np.ndarray]:
         """(meta, all item ids in increasing order), read together in one transaction."""
-        with self._lock:
-            nested = self._db.in_transaction
+        with self._reading() as db:
+            nested = db.in_transaction
             if not nested:
-                self._db.execute("BEGIN")
+                db.execute("BEGIN")
             try:
-                self.meta = self._read_meta()
-                rows = self._db.execute("SELECT id FROM items ORDER BY id").fetchall()
+                self.meta = self._read_meta(db)
+                rows = db.execute("SELECT id FROM items ORDER BY id").fetchall()
             finally:
                 if not nested:
-                    self._db.execute("COMMIT")
+                    db.execute("COMMIT")
         return dict(self.meta), np.array([r[0] for r in rows], dtype=np.int64)
 
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """All (ids, packed codes) in increasing id order: the order of every FAISS index."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, code FROM items ORDER BY id").fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT id, code FROM items ORDER BY id").fetchall()
         width = self.meta["bits"] // 8
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), width)

@@ -81,9 +81,12 @@ class Searcher:
         return self.store.bits
 
     def refresh(self) -> bool:
-        """Reload the FAISS index if another writer committed a new state; True when it did."""
+        """Reload the index if another writer committed a new state or built a new index; True when it did."""
         with self._reload:
-            if self.store.catalog.refresh_meta()["state"] == self.state:
+            if self.store.replaced():
+                # A fresh build: open the new catalog. The old one is left to searches still using it.
+                self.store = IndexStore(self.store.dir)
+            elif self.store.catalog.refresh_meta()["state"] == self.state:
                 return False
             self.index, self.state = self.store.load_index(params=self.index.params)
             return True

@@ -97,12 +97,20 @@ class IndexStore:
             raise IndexDirError(f"{self.dir} is not an nac-hash index: {CATALOG_NAME} not found "
                                 "(create one with `nac-hash index build`)")
         try:
+            self._inode = catalog_path.stat().st_ino
             self.catalog = Catalog(catalog_path)
         except CatalogError as e:
             raise IndexDirError(str(e)) from e
 
     def close(self) -> None:
         self.catalog.close()
+
+    def replaced(self) -> bool:
+        """Whether a build has renamed a new catalog over the one this store has open."""
+        try:
+            return (self.dir / CATALOG_NAME).stat().st_ino != self._inode
+        except FileNotFoundError:
+            return False
 
     @property
     def meta(self) -> dict:
@@ -170,7 +178,8 @@ class IndexStore:
         """Inside :meth:`writing`: a catalog transaction; call :meth:`save_index` in it with the matching index."""
         with self.catalog.transaction():
             yield
-        remove_stale_files(self.dir, self.state)
+        # Re-read what was committed: a reader thread may have refreshed the shared meta in the meantime.
+        remove_stale_files(self.dir, self.catalog.refresh_meta()["state"])
 
     def save_index(self, index: HammingIndex, index_type: str | None = None) -> None:
         """Inside :meth:`transaction`: write ``index`` under a fresh state token and point the catalog at it."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from index_data.config import IndexOptions
@@ -20,6 +22,7 @@ from nac_hash.catalog import Item, ItemNotFoundError
 from nac_hash.errors import NacHashError
 from nac_hash.images import IMAGE_EXTENSIONS, InvalidImageError
 from nac_hash.search import Searcher
+from nac_hash.store import IndexStore, write_lock
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,13 @@ class SearchService:
         if self.settings.mmap:
             raise ReadOnlyIndexError("the index is served memory-mapped (read-only); serve it unmapped to change it")
 
+    @contextmanager
+    def _writing(self) -> Iterator[IndexStore]:
+        """Be the one writer of the index directory, caught up with whatever other writers committed."""
+        with self._writer, write_lock(self.settings.index):
+            self.searcher.refresh()
+            yield self.searcher.store
+
     def add_image(self, data: bytes, filename: str) -> Item:
         """Store an uploaded image in the index's uploads folder and index it; the same bytes twice give one item."""
         self._check_writable()
@@ -60,9 +70,7 @@ class SearchService:
                                     f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
         uploads = self.settings.uploads.resolve()
         path = uploads / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
-        store = self.searcher.store
-        with self._writer, store.writing():
-            self.searcher.refresh()
+        with self._writing() as store:
             if not path.exists():
                 with atomic_path(path) as tmp:
                     tmp.write_bytes(data)
@@ -71,14 +79,12 @@ class SearchService:
             self.searcher.swap(index, store.state)
         if report.skipped:
             raise InvalidImageError(report.skipped[0][1])
-        return self.searcher.items(store.catalog.ids_for_files([path]).values()).popitem()[1]
+        return self.searcher.items(self.searcher.store.catalog.ids_for_files([path]).values()).popitem()[1]
 
     def delete(self, item_id: int) -> Item:
         """Remove an item; an uploaded image's file goes with it."""
         self._check_writable()
-        store = self.searcher.store
-        with self._writer, store.writing():
-            self.searcher.refresh()
+        with self._writing() as store:
             item = self.searcher.items([item_id]).get(item_id)
             if item is None:
                 raise ItemNotFoundError(f"no item with id {item_id}")

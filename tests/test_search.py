@@ -74,6 +74,9 @@ def test_refresh_sees_another_writers_commit(index, class_folders):
     add([class_folders], index, OPTIONS)
     assert searcher.refresh()
     assert searcher.index.ntotal == 48
+    build([class_folders / "class3"], index, OPTIONS)  # a fresh build renames a new catalog over the old
+    assert searcher.refresh()
+    assert searcher.index.ntotal == 12 and searcher.store.catalog.count() == 12
 
 
 def test_cli_search_prints_ranked_neighbours(index, class_folders, capsys):
@@ -104,3 +107,29 @@ def test_cli_index_commands_and_user_errors(index, class_folders, tmp_path, caps
     assert "not a readable image" in capsys.readouterr().err
     assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "x"), "--index-type", "nope"]) == 2
     assert "unknown index type" in capsys.readouterr().err
+
+
+def test_reads_do_not_wait_for_an_open_write_transaction(index):
+    import threading
+
+    searcher = Searcher.open(index, with_model=False)
+    catalog = searcher.store.catalog
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with catalog.transaction():
+            catalog.delete([1, 2, 3])
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        # This thread reads committed rows at once, without the writer's uncommitted delete.
+        assert sorted(searcher.items([1, 2, 3, 4])) == [1, 2, 3, 4]
+        assert catalog.count() == 36
+    finally:
+        release.set()
+        thread.join()
+    assert catalog.count() == 33
