@@ -15,7 +15,7 @@ from pathlib import Path
 from nac_hash.checkpoint import default_checkpoint
 from nac_hash.errors import NacHashError
 
-USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, OSError)  # OSError: missing or unwritable paths
 
 
 def _train(args: argparse.Namespace) -> None:

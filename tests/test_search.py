@@ -105,6 +105,10 @@ def test_cli_index_commands_and_user_errors(index, class_folders, tmp_path, caps
     bad.write_text("no image")
     assert main(["search", str(index), str(bad)]) == 2
     assert "not a readable image" in capsys.readouterr().err
+    assert main(["search", str(index), str(tmp_path / "missing.jpg")]) == 2
+    assert "No such file" in capsys.readouterr().err
+    assert main(["index", "build", str(class_folders), "--out", str(bad)]) == 2  # a file, not a folder
+    assert "File exists" in capsys.readouterr().err
     assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "x"), "--index-type", "nope"]) == 2
     assert "unknown index type" in capsys.readouterr().err
 
