@@ -11,7 +11,7 @@ import binascii
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -181,6 +181,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = None
     app.middleware("http")(metrics.middleware)
     add_error_handlers(app)
+    # Refuse oversized bodies from their Content-Length, before they are received: an image may come as base64
+    # (4/3 larger) inside JSON or multipart framing.
+    body_limit = settings.max_upload_bytes * 4 // 3 + 16 * 1024
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > body_limit:
+            return _problem(413, "RequestTooLarge", f"request body of {int(length):,} bytes is over the limit of "
+                            f"{body_limit:,}")
+        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:

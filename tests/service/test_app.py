@@ -90,6 +90,8 @@ def test_size_limits(index):
     with TestClient(create_app(Settings(index=index, max_upload_bytes=50_000))) as client:
         too_big = client.post("/search", files={"image": ("big.png", b"x" * 50_001, "image/png")})
         assert too_big.status_code == 413
+        far_too_big = client.post("/items", files={"image": ("big.png", b"x" * 200_000, "image/png")})
+        assert far_too_big.status_code == 413 and "over the limit" in far_too_big.json()["detail"]
         response = client.post("/search", files={"image": ("bomb.png", bomb.getvalue(), "image/png")})
         assert response.status_code == 422 and "more than the limit" in response.json()["detail"]
 
