@@ -13,7 +13,8 @@ class IndexOptions:
 
     Attributes:
         checkpoint: model to encode with (default: the packaged model for a build, the index's own for an add).
-        index_type: flat, ivf, hnsw, multihash or a FAISS binary factory string.
+        index_type: flat, ivf, hnsw, multihash, a FAISS binary factory string, or milvus:URI to keep the codes
+            in Milvus (a local file for Milvus Lite, or http://host:19530).
         batch_size: images encoded per forward pass.
         workers: threads reading, hashing and decoding files.
         max_pixels: larger images are skipped (decompression bombs).

@@ -27,7 +27,7 @@ from nac_hash.atomic import fsync_file, write_json
 from nac_hash.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file
-from nac_hash.index import HammingIndex, new_faiss_index
+from nac_hash.index import CodeIndex, build_index, check_index_type
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
 from nac_hash.store import (
@@ -148,17 +148,17 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
     return new, changed
 
 
-def _updated_index(store: IndexStore, index: HammingIndex, new_ids: list[int], new: list[NewItem],
-                   rebuild: bool) -> HammingIndex:
+def _updated_index(store: IndexStore, index: CodeIndex, new_ids: list[int], new: list[NewItem],
+                   rebuild: bool) -> CodeIndex:
     """``index`` with the new codes appended, or a rebuild from all the catalog's codes when rows changed or left.
 
     Call it inside the transaction that changed the rows.
     """
     if rebuild or not index.can_add:
-        ids, codes = store.catalog.codes()
-        return HammingIndex.build(codes, ids, store.meta["index_type"], store.bits)
+        return store.index_from_catalog()
     codes = np.frombuffer(b"".join(i.code for i in new), np.uint8).reshape(len(new), store.bits // 8)
-    index.add(codes, np.array(new_ids, dtype=np.int64))
+    index.add(codes, np.array(new_ids, dtype=np.int64), [str(Path(i.root) / i.path) for i in new],
+              [i.label for i in new])
     return index
 
 
@@ -184,8 +184,9 @@ def _replace_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem
                 ids = catalog.insert(items)
                 codes = np.frombuffer(b"".join(i.code for i in items), np.uint8).reshape(len(items), meta["bits"] // 8)
                 state = new_state()
-                HammingIndex.build(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"]).save(
-                    faiss_path(out, state))
+                build_index(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"],
+                            paths=[str(Path(i.root) / i.path) for i in items],
+                            labels=[i.label for i in items]).save(faiss_path(out, state))
                 catalog.set_meta(state=state)
             catalog.close()
             fsync_file(tmp)
@@ -204,7 +205,7 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
     started = time.perf_counter()
     checkpoint = Path(options.checkpoint) if options.checkpoint else default_checkpoint()
     model, sidecar = load_checkpoint(checkpoint, options.device)
-    new_faiss_index(options.index_type, model.config.bits, 0)  # reject a bad index type before any work
+    check_index_type(options.index_type, model.config.bits)  # reject a bad index type before any work
     files = shard_files(find_files(folders), options.shard)
     report = Report()
     meta = {"bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
@@ -252,7 +253,7 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
             seen.add((item.root, item.path))
         meta = {k: first[k] for k in ("bits", "checkpoint_sha256", "checkpoint_path", "model")}
         meta["index_type"] = index_type or first["index_type"]
-        new_faiss_index(meta["index_type"], meta["bits"], 0)
+        check_index_type(meta["index_type"], meta["bits"])
         _, total = _replace_index(Path(out), meta, lambda catalog: items)
     finally:
         for store in stores:
@@ -261,7 +262,7 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
 
 
 def add_files(store: IndexStore, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,
-              index: HammingIndex) -> tuple[Report, HammingIndex]:
+              index: CodeIndex) -> tuple[Report, CodeIndex]:
     """Encode the new and changed ``files`` into ``store`` and commit; hold ``store.writing()``.
 
     Args:
@@ -296,7 +297,7 @@ def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOpti
 
 
 def remove_items(store: IndexStore, ids: Sequence[int] = (),
-                 paths: Sequence[str | Path] = ()) -> tuple[Report, HammingIndex]:
+                 paths: Sequence[str | Path] = ()) -> tuple[Report, CodeIndex]:
     """Remove items by id or by file path and commit; hold ``store.writing()``. Returns the new state's index.
 
     Raises:
@@ -310,8 +311,7 @@ def remove_items(store: IndexStore, ids: Sequence[int] = (),
         raise ItemNotFoundError(f"not in the index, nothing removed: {', '.join(missing)}")
     with store.transaction():
         report = Report(removed=store.catalog.delete(set(by_id) | set(by_path.values())))
-        ids_left, codes = store.catalog.codes()
-        index = HammingIndex.build(codes, ids_left, store.meta["index_type"], store.bits)
+        index = store.index_from_catalog()
         store.save_index(index)
     report.total = index.ntotal
     return report, index
@@ -336,9 +336,10 @@ def rebuild(index_dir: str | Path, index_type: str | None = None) -> Report:
     try:
         with store.writing(), store.transaction():
             index_type = index_type or store.meta["index_type"]
-            ids, codes = store.catalog.codes()
-            store.save_index(HammingIndex.build(codes, ids, index_type, store.bits), index_type)
-        report = Report(unchanged=len(ids), total=len(ids), seconds=time.perf_counter() - started)
+            check_index_type(index_type, store.bits)
+            index = store.index_from_catalog(index_type)
+            store.save_index(index, index_type)
+        report = Report(unchanged=index.ntotal, total=index.ntotal, seconds=time.perf_counter() - started)
         logger.info("rebuilt %s as a %s index (%.1f s)", store.dir, index_type, report.seconds)
         return report
     finally:

@@ -293,6 +293,15 @@ class Catalog:
                     db.execute("COMMIT")
         return dict(self.meta), np.array([r[0] for r in rows], dtype=np.int64)
 
+    def index_rows(self) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
+        """(ids, codes, file paths, labels) of every item in id order: what an index is built from."""
+        with self._reading() as db:
+            rows = db.execute("SELECT items.id, items.code, roots.path, items.path, items.label FROM items "
+                              "JOIN roots ON roots.id = items.root_id ORDER BY items.id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), self.meta["bits"] // 8)
+        return ids, codes.copy(), [str(Path(r[2]) / r[3]) for r in rows], [r[4] for r in rows]
+
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """All (ids, packed codes) in increasing id order: the order of every FAISS index."""
         with self._reading() as db:

@@ -11,6 +11,7 @@ FAISS is imported here and nowhere on the training path, which runs without it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
@@ -18,6 +19,7 @@ import numpy as np
 
 from nac_hash.atomic import atomic_path
 from nac_hash.codes import validate_bits
+from nac_hash.milvus_index import MilvusIndex, parse_milvus_type
 from nac_hash.search_params import SearchParams
 
 INDEX_TYPES = ("flat", "ivf", "hnsw", "multihash")
@@ -57,8 +59,8 @@ def new_faiss_index(index_type: str, bits: int, n: int) -> faiss.IndexBinary:
         return faiss.index_binary_factory(bits, index_type)
     except RuntimeError as e:
         raise IndexTypeError(
-            f"unknown index type {index_type!r}: use one of {', '.join(INDEX_TYPES)} or a FAISS binary factory "
-            f"string such as 'BIVF1024' or 'BHNSW32' ({str(e).splitlines()[-1]})"
+            f"unknown index type {index_type!r}: use one of {', '.join(INDEX_TYPES)}, a FAISS binary factory "
+            f"string such as 'BIVF1024' or 'BHNSW32', or milvus:URI ({str(e).splitlines()[-1]})"
         ) from e
 
 
@@ -135,8 +137,10 @@ class HammingIndex:
         copied = faiss.deserialize_index_binary(faiss.serialize_index_binary(self.index))
         return HammingIndex(copied, self.ids.copy(), self.params)
 
-    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        """Append codes whose ids are all larger than every id already stored."""
+    def add(self, codes: np.ndarray, ids: np.ndarray, paths: Sequence[str] = (),
+            labels: Sequence[str | None] = ()) -> None:
+        """Append codes whose ids are all larger than every id already stored (paths and labels are for engines
+        that store them, like Milvus)."""
         codes = _check_codes(codes, self.bits)
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) != len(codes):
@@ -213,3 +217,33 @@ class HammingIndex:
         except RuntimeError as e:
             raise OSError(f"cannot read FAISS index {path}: {str(e).splitlines()[-1]}") from e
         return cls(index, ids, params)
+
+
+CodeIndex = HammingIndex | MilvusIndex  # what an index directory's state file holds
+
+
+def check_index_type(index_type: str, bits: int) -> None:
+    """Raise :class:`IndexTypeError` now, before any encoding, if ``index_type`` cannot be built."""
+    if parse_milvus_type(index_type) is None:
+        new_faiss_index(index_type, bits, 0)
+
+
+def build_index(codes: np.ndarray, ids: np.ndarray, index_type: str, bits: int, params: SearchParams | None = None,
+                paths: Sequence[str] = (), labels: Sequence[str | None] = ()) -> CodeIndex:
+    """A FAISS index, or a Milvus collection for ``milvus:URI`` types, over ``codes`` with item ``ids``."""
+    if parse_milvus_type(index_type) is not None:
+        return MilvusIndex.build(codes, ids, index_type, bits, params, paths, labels)
+    return HammingIndex.build(codes, ids, index_type, bits, params)
+
+
+def load_index_file(path: str | Path, ids: np.ndarray, mmap: bool = False,
+                    params: SearchParams | None = None) -> CodeIndex:
+    """The index a state file holds: a FAISS index, or a pointer to a Milvus collection (a JSON file)."""
+    try:
+        with open(path, "rb") as f:
+            pointer = f.read(1) == b"{"
+    except OSError as e:
+        raise OSError(f"cannot read index file {path}: {e}") from e
+    if pointer:
+        return MilvusIndex.load(path, ids, params)
+    return HammingIndex.load(path, ids, mmap=mmap, params=params)

@@ -26,11 +26,17 @@ def _base_type(annotation: object) -> type:
 
 def _attribute_docs(cls: type) -> dict[str, str]:
     """``name: text`` lines of the class docstring's Attributes section."""
-    docs = {}
+    docs: dict[str, str] = {}
+    name, indent = None, 0
     for line in (cls.__doc__ or "").splitlines():
-        match = re.match(r"\s+(\w+): (.+)", line)
-        if match:
-            docs[match.group(1)] = match.group(2)
+        match = re.match(r"(\s+)(\w+): (.+)", line)
+        if match and (name is None or len(match.group(1)) <= indent):
+            name, indent = match.group(2), len(match.group(1))
+            docs[name] = match.group(3)
+        elif name and line.strip() and len(line) - len(line.lstrip()) > indent:
+            docs[name] += " " + line.strip()  # a continuation line
+        else:
+            name = None
     return docs
 
 

@@ -17,7 +17,7 @@ import torch
 
 from nac_hash.catalog import Item
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
-from nac_hash.index import HammingIndex, set_threads
+from nac_hash.index import CodeIndex, set_threads
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
 from nac_hash.search_params import SearchParams
@@ -59,7 +59,7 @@ class Searcher:
         state: the catalog state ``index`` was loaded at.
     """
 
-    def __init__(self, store: IndexStore, model: HashingModel | None, index: HammingIndex, state: str) -> None:
+    def __init__(self, store: IndexStore, model: HashingModel | None, index: CodeIndex, state: str) -> None:
         self.store = store
         self.model = model
         self.index = index
@@ -91,7 +91,7 @@ class Searcher:
             self.index, self.state = self.store.load_index(params=self.index.params)
             return True
 
-    def swap(self, index: HammingIndex, state: str) -> None:
+    def swap(self, index: CodeIndex, state: str) -> None:
         """Serve ``index`` (of catalog ``state``) from now on; searches already running finish on the old one."""
         with self._reload:
             self.index, self.state = index, state

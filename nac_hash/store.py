@@ -28,7 +28,8 @@ import torch
 from nac_hash.catalog import Catalog, CatalogError
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
-from nac_hash.index import HammingIndex
+from nac_hash.index import CodeIndex, build_index, load_index_file
+from nac_hash.milvus_index import drop_unless_shared
 from nac_hash.models import HashingModel
 from nac_hash.search_params import SearchParams
 
@@ -79,9 +80,12 @@ def recover_catalog(path: Path) -> None:
 
 
 def remove_stale_files(index_dir: Path, state: str) -> None:
-    """Delete FAISS files of other states and catalogs of builds that never finished. Hold the write lock."""
+    """Delete index files of other states (and the Milvus collections only they point to) and catalogs of
+    builds that never finished. Hold the write lock."""
+    current = faiss_path(index_dir, state)
     for path in index_dir.glob("faiss-*.index"):
-        if path != faiss_path(index_dir, state):
+        if path != current:
+            drop_unless_shared(path, current)
             path.unlink(missing_ok=True)
     for path in index_dir.glob(".catalog-*.tmp*"):
         path.unlink(missing_ok=True)
@@ -152,19 +156,26 @@ class IndexStore:
             f"the checkpoint {self.dir} was built with ({self.meta['checkpoint_path']}) is not there any more; "
             "pass it with --checkpoint")
 
-    def load_index(self, mmap: bool = False, params: SearchParams | None = None) -> tuple[HammingIndex, str]:
-        """(FAISS index, state) of the catalog's current state; rebuilt in memory from the codes if its file is gone."""
+    def load_index(self, mmap: bool = False,
+                   params: SearchParams | None = None) -> tuple[CodeIndex, str]:
+        """(index, state) of the catalog's current state; rebuilt from the stored codes if its file is gone or
+        does not match the catalog."""
         if mmap and self.meta["index_type"] != "flat":
             raise ValueError(f"only flat indexes can be memory-mapped; {self.dir} is {self.meta['index_type']!r}")
         meta, ids = self.catalog.snapshot()
         path = faiss_path(self.dir, meta["state"])
         try:
-            index = HammingIndex.load(path, ids, mmap=mmap, params=params)
+            index = load_index_file(path, ids, mmap=mmap, params=params)
         except (OSError, ValueError) as e:
-            logger.warning("%s; rebuilding the %s index in memory from the stored codes", e, meta["index_type"])
-            ids, codes = self.catalog.codes()
-            return HammingIndex.build(codes, ids, meta["index_type"], meta["bits"], params), meta["state"]
+            logger.warning("%s; rebuilding the %s index from the stored codes", e, meta["index_type"])
+            return self.index_from_catalog(params=params), meta["state"]
         return index, meta["state"]
+
+    def index_from_catalog(self, index_type: str | None = None,
+                           params: SearchParams | None = None) -> CodeIndex:
+        """A new index of ``index_type`` (default: the index's own) over every item the catalog holds."""
+        ids, codes, paths, labels = self.catalog.index_rows()
+        return build_index(codes, ids, index_type or self.meta["index_type"], self.bits, params, paths, labels)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -181,7 +192,7 @@ class IndexStore:
         # Re-read what was committed: a reader thread may have refreshed the shared meta in the meantime.
         remove_stale_files(self.dir, self.catalog.refresh_meta()["state"])
 
-    def save_index(self, index: HammingIndex, index_type: str | None = None) -> None:
+    def save_index(self, index: CodeIndex, index_type: str | None = None) -> None:
         """Inside :meth:`transaction`: write ``index`` under a fresh state token and point the catalog at it."""
         state = new_state()
         index.save(faiss_path(self.dir, state))
