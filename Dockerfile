@@ -12,7 +12,7 @@ COPY nac_hash nac_hash
 COPY training training
 COPY index_data index_data
 COPY service service
-RUN pip install --no-cache-dir . && useradd --create-home nac
+RUN pip install --no-cache-dir ".[milvus]" && useradd --create-home nac && mkdir -p /data && chown nac /data
 USER nac
 
 ENV NAC_HASH_INDEX=/data/index
