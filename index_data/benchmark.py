@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from index_data.config import IndexOptions
-from index_data.indexer import build
+from index_data.indexer import build, write_index
 from nac_hash.atomic import write_json
-from nac_hash.catalog import Catalog, NewItem
+from nac_hash.catalog import NewItem
 from nac_hash.codes import hamming_distance
 from nac_hash.index import INDEX_TYPES, HammingIndex, set_threads
 from nac_hash.provenance import provenance
 from nac_hash.search import Searcher
 from nac_hash.search_params import SearchParams
-from nac_hash.store import CATALOG_NAME, IndexStore, faiss_path, new_state
+from nac_hash.store import IndexStore
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +98,9 @@ def synthetic_index(directory: Path, codes: np.ndarray, model_meta: dict | None 
     """
     meta = {"bits": codes.shape[1] * 8, "checkpoint_sha256": "", "checkpoint_path": "", "model": {},
             **{k: v for k, v in (model_meta or {}).items() if k in ("checkpoint_sha256", "checkpoint_path", "model")},
-            "index_type": "flat", "state": new_state(), "created": ""}
-    directory.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.create(directory / CATALOG_NAME, meta)
-    with catalog.transaction():
-        ids = catalog.insert([NewItem("/synthetic", f"{i:07d}.jpg", 0, 0, "", None, code.tobytes())
-                              for i, code in enumerate(codes)])
-    HammingIndex.build(codes, np.array(ids), "flat").save(faiss_path(directory, meta["state"]))
-    catalog.close()
+            "index_type": "flat"}
+    items = [NewItem("/synthetic", f"{i:07d}.jpg", 0, 0, "", None, code.tobytes()) for i, code in enumerate(codes)]
+    write_index(directory, meta, lambda catalog: items)
 
 
 def bench_search(seed_codes: np.ndarray, size: int, index_types: Sequence[str] = INDEX_TYPES, queries: int = 1000,

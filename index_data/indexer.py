@@ -26,7 +26,7 @@ from index_data.config import IndexOptions
 from nac_hash.atomic import fsync_file, write_json
 from nac_hash.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
-from nac_hash.images import InvalidImageError, decode_image, is_image_file
+from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
 from nac_hash.index import CodeIndex, build_index, check_index_type
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
@@ -88,10 +88,8 @@ def find_files(folders: Sequence[str | Path]) -> list[tuple[Path, Path]]:
 def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, options: IndexOptions) -> _Read:
     relative = str(file.relative_to(root))
     try:
-        stat = file.stat()
-        if stat.st_size > options.max_bytes:
-            raise InvalidImageError(f"file has {stat.st_size:,} bytes, more than the limit of {options.max_bytes:,}")
-        data = file.read_bytes()
+        mtime_ns = file.stat().st_mtime_ns
+        data = read_file(file, options.max_bytes)
     except OSError as e:
         return _Read(skip_reason=f"cannot read: {e}")
     except InvalidImageError as e:
@@ -105,7 +103,7 @@ def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, 
     except InvalidImageError as e:
         return _Read(skip_reason=str(e))
     label = file.parent.name if file.parent != root else None
-    item = NewItem(str(root), relative, len(data), stat.st_mtime_ns, digest, label, b"")
+    item = NewItem(str(root), relative, len(data), mtime_ns, digest, label, b"")
     return _Read(item=item, image=image, existing_id=existing_id)
 
 
@@ -169,8 +167,8 @@ def _finish(report: Report, index_dir: Path, started: float) -> Report:
     return report
 
 
-def _replace_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]]) -> tuple[str, int]:
-    """Write a complete new index at ``out`` and swap it in at the end; returns (state, items).
+def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]]) -> int:
+    """Write a complete new index at ``out`` and swap it in at the end; returns how many items it holds.
 
     ``fill`` receives the new, empty catalog (to look up what it already holds) and returns its items. The old
     index stays untouched, and loadable, until the final rename.
@@ -195,7 +193,7 @@ def _replace_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem
         finally:
             tmp.unlink(missing_ok=True)
         remove_stale_files(out, state)
-    return state, len(items)
+    return len(items)
 
 
 def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions | None = None) -> Report:
@@ -211,7 +209,7 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
     meta = {"bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
             "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
             "index_type": options.index_type}
-    _, report.total = _replace_index(Path(out), meta, lambda catalog: encode_files(
+    report.total = write_index(Path(out), meta, lambda catalog: encode_files(
         catalog, model, files, options, report)[0])
     return _finish(report, Path(out), started)
 
@@ -254,7 +252,7 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
         meta = {k: first[k] for k in ("bits", "checkpoint_sha256", "checkpoint_path", "model")}
         meta["index_type"] = index_type or first["index_type"]
         check_index_type(meta["index_type"], meta["bits"])
-        _, total = _replace_index(Path(out), meta, lambda catalog: items)
+        total = write_index(Path(out), meta, lambda catalog: items)
     finally:
         for store in stores:
             store.close()

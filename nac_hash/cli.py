@@ -26,6 +26,13 @@ def _train(args: argparse.Namespace) -> None:
     print(f"model checkpoint: {path}")
 
 
+def _scores(scores: dict) -> str:
+    """The headline metrics of a results row, one line."""
+    return (f"mAP@all {scores['map_all']:.4f}  mAP@1000 {scores['map@1000']:.4f}  tie-aware mAP "
+            f"{scores['tie_aware_map']:.4f}  P@1000 {scores['precision@1000']:.4f}  "
+            f"distinct codes {scores['distinct_codes']}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate
 
@@ -37,9 +44,7 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"{results['dataset']}, protocol {results['protocol']} (scored by {results['metric']}), "
           f"{results['bits']} bits, split seed {results['split_seed']}")
     for name, scores in results["methods"].items():
-        print(f"  {name:8s} mAP@all {scores['map_all']:.4f}  mAP@1000 {scores['map@1000']:.4f}  "
-              f"tie-aware mAP {scores['tie_aware_map']:.4f}  P@1000 {scores['precision@1000']:.4f}  "
-              f"distinct codes {scores['distinct_codes']}")
+        print(f"  {name:8s} {_scores(scores)}")
     print(f"results: {out}")
 
 
@@ -67,13 +72,10 @@ def _bench_map(args: argparse.Namespace) -> None:
                         bits=[int(b) for b in args.bits.split(",")], methods=args.methods.split(","),
                         checkpoints=checkpoints, split_seed=args.split_seed, device=args.device)
     print(f"{results['dataset']}, protocol {results['protocol']}, split seed {results['split_seed']}")
-    print(f"  {'method':8s} {'bits':>4s}  mAP@all  mAP@1000  tie-aware  P@1000  distinct codes  "
-          "cross-check (ours / scikit-learn)")
     for row in results["rows"]:
         check = row["cross_check"]
-        print(f"  {row['method']:8s} {row['bits']:4d}  {row['map_all']:.4f}   {row['map@1000']:.4f}   "
-              f"{row['tie_aware_map']:.4f}   {row['precision@1000']:.4f}  {row['distinct_codes']:14d}  "
-              f"{check['ours']:.6f} / {check['sklearn']:.6f}")
+        print(f"  {row['method']:8s} {row['bits']:3d} bits  {_scores(row)}  "
+              f"cross-check ours / scikit-learn {check['ours']:.6f} / {check['sklearn']:.6f}")
     print(f"results, plots and split: {args.out}")
 
 

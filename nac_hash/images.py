@@ -61,10 +61,15 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise InvalidImageError(f"corrupt or truncated image: {e}") from e
 
 
-def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """Decode the image file at ``path`` with :func:`decode_image` (the size limit is checked before reading)."""
+def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the file at ``path``; a file over ``max_bytes`` is refused before it is read."""
     file_size = path.stat().st_size
     if file_size > max_bytes:
         raise InvalidImageError(f"file has {file_size:,} bytes, more than the limit of {max_bytes:,}")
-    return decode_image(path.read_bytes(), size, max_pixels, max_bytes)
+    return path.read_bytes()
+
+
+def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Decode the image file at ``path`` with :func:`decode_image` (the size limit is checked before reading)."""
+    return decode_image(read_file(path, max_bytes), size, max_pixels, max_bytes)

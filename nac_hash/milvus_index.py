@@ -64,10 +64,10 @@ class MilvusIndex:
               params: SearchParams | None = None, paths: Sequence[str] = (),
               labels: Sequence[str | None] = ()) -> MilvusIndex:
         """A new collection holding ``codes`` under ``ids`` (with their paths and labels)."""
+        milvus_type, uri = parse_milvus_type(index_type) or ("", "")
+        client = _client(uri)  # first: it explains a missing pymilvus
         from pymilvus import DataType, MilvusClient
 
-        milvus_type, uri = parse_milvus_type(index_type) or ("", "")
-        client = _client(uri)
         collection = f"nac_hash_{uuid.uuid4().hex}"
         schema = MilvusClient.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)

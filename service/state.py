@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from index_data.config import IndexOptions
 from index_data.indexer import add_files, remove_items
 from nac_hash.atomic import atomic_path
@@ -46,7 +48,7 @@ class SearchService:
     def close(self) -> None:
         self.searcher.store.close()
 
-    def decode(self, data: bytes) -> object:
+    def decode(self, data: bytes) -> np.ndarray:
         return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes)
 
     def _check_writable(self) -> None:

@@ -8,8 +8,9 @@ from PIL import Image
 
 from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
 from nac_hash.codes import hamming_distance, unpack_bits
-from training.bench import plot_pr_curves, retrieval_grid, score, sklearn_map
+from training.bench import plot_pr_curves, retrieval_grid, sklearn_map
 from training.datasets import ImageSet
+from training.evaluate import score_codes
 from training.splits import Split
 
 
@@ -75,14 +76,14 @@ def small_set():
 
 def test_our_map_agrees_with_scikit_learn(small_set):
     codes, data, split = small_set
-    ours = score(codes, data, split)["map_all"]
+    ours = score_codes(codes, data, split, None)["map_all"]
     assert abs(ours - sklearn_map(codes, data, split, queries=len(split.query))) < 1e-9
     assert 0.2 < ours < 1.0
 
 
 def test_plots_are_written(small_set, tmp_path):
     codes, data, split = small_set
-    row = {"method": "test", "bits": 32, **score(codes, data, split)}
+    row = {"method": "test", "bits": 32, **score_codes(codes, data, split, None)}
     plot_pr_curves([row], tmp_path / "pr.png", "test")
     retrieval_grid(codes, data, split, tmp_path / "grid.png", queries=4, top=5)
     assert Image.open(tmp_path / "pr.png").format == "PNG"

@@ -23,32 +23,33 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import atomic_path, write_json
-from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
+from nac_hash.baselines import ITQ, phash_codes
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
-from nac_hash.metrics import evaluate_retrieval, relevance
+from nac_hash.metrics import relevance
 from nac_hash.provenance import provenance
 from training.datasets import ImageSet, load_dataset
-from training.splits import Split, get_protocol, make_split, save_split
+from training.evaluate import lsh_codes, pixel_features, score_codes
+from training.objective import FEATURE_METHODS as FEATURE_LEARNERS
+from training.splits import PROTOCOLS, Split, get_protocol, make_split, save_split
 from training.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
-LEARNED = ("nac", "nac_mq", "simclr", "dim", "aet")
-FEATURE_LEARNERS = ("dim", "aet")  # learn features, not codes: hashed with ITQ fitted on the training split
+LEARNED = ("nac", "nac_mq", "simclr", *FEATURE_LEARNERS)  # FEATURE_LEARNERS: hashed with ITQ on their features
 PHASH_BITS = 64
 
 
-def _pixels(data: ImageSet) -> np.ndarray:
-    return data.images.reshape(len(data.images), -1).astype(np.float32) / 255.0
+def itq_codes(data: ImageSet, split: Split, bits: int, seed: int) -> np.ndarray:
+    """ITQ on a PCA of raw pixels, fitted on the training split."""
+    pixels = pixel_features(data)
+    return ITQ(bits, seed=seed).fit(pixels[split.train]).encode(pixels)
 
 
 FEATURE_METHODS: dict[str, Callable[[ImageSet, Split, int, int], np.ndarray]] = {
-    "lsh": lambda data, split, bits, seed: RandomHyperplaneLSH(bits, seed).fit(_pixels(data)[split.train]).encode(
-        _pixels(data)),
-    "itq": lambda data, split, bits, seed: ITQ(bits, seed=seed).fit(_pixels(data)[split.train]).encode(
-        _pixels(data)),
+    "lsh": lsh_codes,
+    "itq": itq_codes,
     "phash": lambda data, split, bits, seed: phash_codes(data.images),
 }
 
@@ -57,14 +58,6 @@ def _check_methods(methods: Sequence[str]) -> None:
     for name in methods:
         if name not in FEATURE_METHODS and name not in LEARNED:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *FEATURE_METHODS])}")
-
-
-def score(codes: np.ndarray, data: ImageSet, split: Split) -> dict:
-    metrics = evaluate_retrieval(codes[split.query], codes[split.database], data.labels[split.query],
-                                 data.labels[split.database], map_ks=(1000,), precision_ks=(1000,))
-    return {"map_all": metrics.map_all, "map@1000": metrics.map_at[1000], "tie_aware_map": metrics.tie_aware_map,
-            "precision@1000": metrics.precision_at[1000], "distinct_codes": metrics.distinct_database_codes,
-            "pr_curve": metrics.pr_curve}
 
 
 def sklearn_map(codes: np.ndarray, data: ImageSet, split: Split, queries: int) -> float:
@@ -131,16 +124,13 @@ def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, 
         grid.save(tmp, format="PNG")
 
 
-DEFAULT_PROTOCOLS = {"cifar10": "cifar10-nac", "flickr25k": "flickr25k"}
-
-
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
               data_root: str = "data/CIFAR-10-images", bits: Sequence[int] = (128,),
               methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
               split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
     """Score every method at every code length on one split; write the table, plots and cross-check.
 
-    The protocol defaults to the dataset's (cifar10-nac for cifar10, flickr25k for flickr25k).
+    The protocol defaults to the dataset's first (cifar10-nac for cifar10, flickr25k for flickr25k).
     """
     _check_methods(methods)
     started = time.perf_counter()
@@ -152,7 +142,7 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
         raise ValueError(f"give a checkpoint for {', '.join(missing)}: --checkpoint {missing[0]}=PATH")
     models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in LEARNED}
     image_size = next(iter(models.values()))[0].config.image_size if models else 32
-    spec = get_protocol(protocol or DEFAULT_PROTOCOLS.get(dataset or "cifar10", "cifar10-nac"))
+    spec = get_protocol(protocol or next(p.name for p in PROTOCOLS.values() if p.dataset == (dataset or "cifar10")))
     data = load_dataset(dataset or spec.dataset, data_root, image_size)
     split = make_split(spec, data.labels, data.is_test, split_seed)
     save_split(split, out_dir / "split.npz")
@@ -172,9 +162,9 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
                 codes = encode_images(model, data.images, progress=True)
             else:
                 codes = FEATURE_METHODS[method](data, split, length, split_seed)
-            row = {"method": method, "bits": length, **score(codes, data, split)}
+            row = {"method": method, "bits": length, **score_codes(codes, data, split, spec.map_k)}
             first = dataclasses.replace(split, query=split.query[:cross_check_queries])
-            row["cross_check"] = {"ours": score(codes, data, first)["map_all"],
+            row["cross_check"] = {"ours": score_codes(codes, data, first, spec.map_k)["map_all"],
                                   "sklearn": sklearn_map(codes, data, split, cross_check_queries)}
             logger.info("%s %d bits: mAP@all %.4f", method, length, row["map_all"])
             rows.append(row)

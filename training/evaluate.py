@@ -50,9 +50,14 @@ def score_codes(codes: np.ndarray, data: ImageSet, split: Split, map_k: int | No
     return _summary(metrics, map_k)
 
 
+def pixel_features(data: ImageSet) -> np.ndarray:
+    """(N, S * S * 3) float32 pixels in [0, 1]: the features of the pixel baselines."""
+    return data.images.reshape(len(data.images), -1).astype(np.float32) / 255.0
+
+
 def lsh_codes(data: ImageSet, split: Split, bits: int, seed: int) -> np.ndarray:
     """Random-hyperplane LSH on raw pixels, centred on the training split."""
-    pixels = data.images.reshape(len(data.images), -1).astype(np.float32) / 255.0
+    pixels = pixel_features(data)
     return RandomHyperplaneLSH(bits, seed).fit(pixels[split.train]).encode(pixels)
 
 
