@@ -5,8 +5,8 @@ has BIN_FLAT alone) keeps the codes in a
 Milvus collection instead of a FAISS file: ``milvus:./photos.milvus.db`` runs Milvus Lite in-process on a
 local file, ``milvus:http://host:19530`` uses a Milvus server. The collection has the fields id, code
 (BINARY_VECTOR, HAMMING metric), path and label. The index directory's catalog stays the source of truth: the
-state file holds a pointer to the collection, a build or rebuild fills a new collection, and an index whose
-collection does not match its catalog is rebuilt from the catalog when it is opened.
+state file holds a pointer to the collection, a build or rebuild fills a new collection, and a collection that
+does not match its catalog (a writer died between the two) is refilled from the catalog when the index is opened.
 
 Needs the optional dependencies ``pip install nac-hash[milvus]`` (pymilvus 2.5 and milvus-lite 2.5: the 3.x
 Lite has no binary vectors).
@@ -48,27 +48,30 @@ def _client(uri: str):  # -> pymilvus.MilvusClient
 class MilvusIndex:
     """One Milvus collection of codes, searched like a :class:`~nac_hash.index.HammingIndex`."""
 
-    def __init__(self, uri: str, collection: str, bits: int, params: SearchParams | None = None,
-                 expected: int | None = None) -> None:
+    def __init__(self, uri: str, collection: str, bits: int, params: SearchParams | None = None) -> None:
         self.uri, self.collection, self.bits = uri, collection, bits
         self.params = params or SearchParams()
         self.client = _client(uri)
-        if not self.client.has_collection(collection):
-            raise ValueError(f"Milvus collection {collection} is missing at {uri}")
-        self.client.load_collection(collection)
-        if expected is not None and self.ntotal != expected:
-            raise ValueError(f"Milvus collection {collection} holds {self.ntotal} codes, the catalog {expected}")
+        if self.client.has_collection(collection):
+            self.client.load_collection(collection)
+
+    def in_step(self, count: int) -> bool:
+        """Whether the collection exists and holds ``count`` codes, as many as the catalog's items."""
+        return self.client.has_collection(self.collection) and self.ntotal == count
 
     @classmethod
     def build(cls, codes: np.ndarray, ids: np.ndarray, index_type: str, bits: int,
               params: SearchParams | None = None, paths: Sequence[str] = (),
-              labels: Sequence[str | None] = ()) -> MilvusIndex:
-        """A new collection holding ``codes`` under ``ids`` (with their paths and labels)."""
+              labels: Sequence[str | None] = (), collection: str | None = None) -> MilvusIndex:
+        """A new collection holding ``codes`` under ``ids`` (with their paths and labels); ``collection`` names
+        it, replacing any collection of that name."""
         milvus_type, uri = parse_milvus_type(index_type) or ("", "")
         client = _client(uri)  # first: it explains a missing pymilvus
         from pymilvus import DataType, MilvusClient
 
-        collection = f"nac_hash_{uuid.uuid4().hex}"
+        collection = collection or f"nac_hash_{uuid.uuid4().hex}"
+        if client.has_collection(collection):
+            client.drop_collection(collection)
         schema = MilvusClient.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("code", DataType.BINARY_VECTOR, dim=bits)
@@ -98,7 +101,7 @@ class MilvusIndex:
 
     def copy(self) -> MilvusIndex:
         """The collection is shared, not copied: writes reach it before the catalog commits. Searches drop ids
-        that the catalog does not hold (yet), and a collection that drifted is rebuilt when the index is opened.
+        that the catalog does not hold (yet), and a collection that drifted is refilled when the index is opened.
         """
         return self
 
@@ -151,7 +154,7 @@ class MilvusIndex:
         pointer = _pointer(Path(path))
         if pointer is None:
             raise ValueError(f"{path} does not point to a Milvus collection")
-        return cls(pointer["uri"], pointer["collection"], pointer["bits"], params, expected=len(ids))
+        return cls(pointer["uri"], pointer["collection"], pointer["bits"], params)
 
 
 def _pointer(path: Path) -> dict | None:

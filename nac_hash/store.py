@@ -29,7 +29,7 @@ from nac_hash.catalog import Catalog, CatalogError
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
 from nac_hash.index import CodeIndex, build_index, load_index_file
-from nac_hash.milvus_index import drop_unless_shared
+from nac_hash.milvus_index import MilvusIndex, drop_unless_shared
 from nac_hash.models import HashingModel
 from nac_hash.search_params import SearchParams
 
@@ -57,14 +57,21 @@ def new_state() -> str:
 
 
 @contextmanager
-def write_lock(index_dir: str | Path) -> Iterator[None]:
-    """Exclusive lock for changing ``index_dir``, across processes and threads (flock on a lock file)."""
+def write_lock(index_dir: str | Path, wait: bool = True) -> Iterator[bool]:
+    """Exclusive lock for changing ``index_dir``, across processes and threads (flock on a lock file).
+
+    Yields whether the lock is held: always with ``wait``; without it, False when another writer has it.
+    """
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / LOCK_NAME, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -169,7 +176,23 @@ class IndexStore:
         except (OSError, ValueError) as e:
             logger.warning("%s; rebuilding the %s index from the stored codes", e, meta["index_type"])
             return self.index_from_catalog(params=params), meta["state"]
+        if isinstance(index, MilvusIndex) and not index.in_step(len(ids)):
+            index = self._refill(index)
         return index, meta["state"]
+
+    def _refill(self, index: MilvusIndex) -> MilvusIndex:
+        """Refill a Milvus collection that fell out of step with the catalog, in place, so that the state file
+        keeps pointing at it. (A FAISS file cannot drift: it is checked against the catalog when loaded.) Only
+        done when no writer holds the directory: a writer's rows reach Milvus just before its commit."""
+        with write_lock(self.dir, wait=False) as locked:
+            if not locked:
+                logger.warning("Milvus collection %s is out of step with the catalog; a writer is busy, so it is "
+                               "left for the next opener to refill", index.collection)
+                return index
+            logger.warning("Milvus collection %s is out of step with the catalog; refilling it", index.collection)
+            ids, codes, paths, labels = self.catalog.index_rows()
+            return MilvusIndex.build(codes, ids, self.meta["index_type"], self.bits, index.params, paths, labels,
+                                     collection=index.collection)
 
     def index_from_catalog(self, index_type: str | None = None,
                            params: SearchParams | None = None) -> CodeIndex:

@@ -59,12 +59,13 @@ def test_milvus_add_remove_rebuild_and_stale_collections(milvus_index, class_fol
     assert len(_client(uri).list_collections()) == 1  # the collections of older states were dropped
 
 
-def test_collection_out_of_step_with_the_catalog_is_rebuilt(milvus_index):
+def test_collection_out_of_step_with_the_catalog_is_refilled(milvus_index):
     index, _ = milvus_index
     searcher = Searcher.open(index, with_model=False)
     searcher.index.client.delete(searcher.index.collection, ids=[5])  # e.g. a writer killed half-way
     reopened = Searcher.open(index, with_model=False)
-    assert reopened.index.ntotal == 36 and reopened.index.collection != searcher.index.collection
+    assert reopened.index.ntotal == 36 and reopened.index.collection == searcher.index.collection  # refilled
+    assert len(_client(reopened.index.uri).list_collections()) == 1  # and no new collection left behind
 
 
 def test_service_on_the_milvus_backend(milvus_index):
