@@ -52,8 +52,12 @@ def _noisy_codes(a1: torch.Tensor, a2: torch.Tensor, r1: torch.Tensor, r2: torch
 
 
 def _negative_bound(y: torch.Tensor, logits: torch.Tensor, negatives: torch.Tensor, weight: float) -> torch.Tensor:
-    """Per input: -log Q(y | x') + logsumexp_k(lambda * y . z_k) over the negative codes z_k."""
-    return torch.logsumexp(weight * (y @ negatives.T), dim=1) - bernoulli_log_likelihood(y, logits)
+    """Per input: -log Q(y | x') + logsumexp_k(lambda * y . z_k) over the negative codes z_k.
+
+    Outside autocast: a bf16 product would round the similarities (up to lambda * D) by several tenths.
+    """
+    with torch.autocast(y.device.type, enabled=False):
+        return torch.logsumexp(weight * (y @ negatives.T), dim=1) - bernoulli_log_likelihood(y, logits)
 
 
 def _check_flip_probability(p: float) -> None:

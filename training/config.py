@@ -17,10 +17,13 @@ import yaml
 from nac_hash.models import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
 from nac_hash.options import add_dataclass_arguments, set_fields
 from training.augment import AugmentConfig
+from training.budget import parse_duration
 from training.datasets import LOADERS
 from training.splits import PROTOCOLS
 
 METHODS = ("nac", "nac_mq", "simclr", "dim", "aet")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_WARMUP_SHARE = 0.05
 
 
 @dataclass
@@ -50,7 +53,8 @@ class TrainConfig:
     weight_decay: float = 1e-6
     momentum: float = 0.9
     trust_coefficient: float = 0.001
-    warmup_epochs: int = 100
+    warmup_epochs: int | None = None  # None: 5% of the epochs
+    time_budget: str | None = None  # e.g. 30m or 2h: the schedule follows the clock (training.budget), epochs unused
     # augmentation
     crop_scale_min: float = 0.08
     brightness: float = 0.4
@@ -64,6 +68,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     channels_last: bool = True
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or fp32, bf16
     seed: int = 0
     eval_every: int = 0  # epochs between quick evaluations; 0 evaluates once, at the end
     eval_queries: int = 1000  # queries used by the quick evaluations (the database is always whole)
@@ -71,7 +76,8 @@ class TrainConfig:
     resume: bool = True
 
     def __post_init__(self) -> None:
-        choices = {"dataset": LOADERS, "protocol": PROTOCOLS, "method": METHODS, "arch": ARCHITECTURES}
+        choices = {"dataset": LOADERS, "protocol": PROTOCOLS, "method": METHODS, "arch": ARCHITECTURES,
+                   "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -79,11 +85,24 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.warmup_epochs is None:
+            self.warmup_epochs = round(DEFAULT_WARMUP_SHARE * self.epochs)
         if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ValueError(f"warmup_epochs must lie in [0, epochs], got {self.warmup_epochs}")
+            raise ValueError(f"--warmup-epochs must lie in [0, --epochs = {self.epochs}], got {self.warmup_epochs}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
         self.model_config()  # validates arch, bits and image size
+
+    @property
+    def warmup_share(self) -> float:
+        """The share of the run spent warming up (of the epochs, or of the time budget)."""
+        return self.warmup_epochs / self.epochs
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(arch=self.arch, bits=self.bits, image_size=self.image_size,

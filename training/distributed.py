@@ -87,3 +87,12 @@ def sync_batch_norm(model: nn.Module, world: World, device: torch.device) -> nn.
     if world.distributed and device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
+
+
+def agree(world: World, decision: bool) -> bool:
+    """Rank 0's ``decision`` on every rank, so that all ranks stop after the same epoch."""
+    if not world.distributed:
+        return decision
+    box = [decision]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])

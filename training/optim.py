@@ -7,7 +7,7 @@ solo-learn) whose dependencies the GPU image does not have, and LARS is one shor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -50,13 +50,25 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+def warmup_cosine_factor(progress: float, warmup: float) -> float:
+    """The lr multiplier at ``progress`` in [0, 1] of a run whose first ``warmup`` share is a linear ramp."""
+    if progress < warmup:
+        return progress / warmup
+    decay = (progress - warmup) / max(1e-12, 1.0 - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, decay)))
+
+
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
     """Per-step schedule: linear from 0 to the base lr over ``warmup_steps``, then cosine to 0."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return warmup_cosine_factor(step / max(1, total_steps), warmup_steps / max(1, total_steps))
 
     return LambdaLR(optimizer, factor)
+
+
+def clock_warmup_cosine(optimizer: torch.optim.Optimizer, clock: Callable[[], float], warmup: float) -> LambdaLR:
+    """The same shape on a clock: ``clock()`` gives the elapsed share of a time budget (training.budget)."""
+    return LambdaLR(optimizer, lambda _step: warmup_cosine_factor(clock(), warmup))

@@ -22,16 +22,18 @@ from tqdm import tqdm
 
 from nac_hash.atomic import atomic_path
 from nac_hash.checkpoint import save_checkpoint
-from nac_hash.inference import autocast_dtype, encode_images
+from nac_hash.inference import encode_images
 from nac_hash.metrics import evaluate_retrieval
 from nac_hash.models import HashingModel
 from nac_hash.provenance import provenance
 from training.augment import augment
+from training.budget import BudgetClock
 from training.config import TrainConfig
 from training.datasets import ImageSet, load_dataset
-from training.distributed import World, close_world, init_world, local_slice, sync_batch_norm, wrap
+from training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
 from training.objective import FEATURE_METHODS, Objective, TrainStep
-from training.optim import LARS, warmup_cosine
+from training.optim import LARS, clock_warmup_cosine, warmup_cosine
+from training.precision import training_dtype
 from training.splits import Split, get_protocol, make_split, save_split
 
 logger = logging.getLogger(__name__)
@@ -62,17 +64,28 @@ class Run:
     epoch: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
     origin: dict = dataclasses.field(default_factory=dict)  # command, commit, hardware at the start of the run
+    clock: BudgetClock | None = None  # set when the run has a time budget
+
+    def keeps_training(self) -> bool:
+        """Another epoch: below the epoch count, or, on a time budget, while one more epoch fits in it."""
+        if self.clock is None:
+            return self.epoch < self.config.epochs
+        return self.clock.fits_another_epoch()
 
 
-def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int, world: World | None = None) -> Run:
+def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int, world: World | None = None,
+              clock: BudgetClock | None = None) -> Run:
     model = sync_batch_norm(HashingModel(config.model_config()), world or World(), device).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(config, model).to(device)
     optimizer = LARS([*model.parameters(), *objective.trainable_parameters()], lr=config.lr, momentum=config.momentum,
                      weight_decay=config.weight_decay, trust_coefficient=config.trust_coefficient)
-    scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
-    return Run(config, device, model, objective, optimizer, scheduler)
+    if clock is None:
+        scheduler = warmup_cosine(optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
+    else:
+        scheduler = clock_warmup_cosine(optimizer, clock.fraction, config.warmup_share)
+    return Run(config, device, model, objective, optimizer, scheduler, clock=clock)
 
 
 def save_state(run: Run, path: Path) -> None:
@@ -89,6 +102,7 @@ def save_state(run: Run, path: Path) -> None:
         "scheduler": run.scheduler.state_dict(),
         "param_groups": optimizer_state["param_groups"],
         "config": dataclasses.asdict(run.config),
+        "elapsed_s": run.clock.elapsed_s if run.clock else None,
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"state": json.dumps(metadata)})
@@ -111,6 +125,8 @@ def load_state(run: Run, path: Path) -> None:
     run.optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
     run.scheduler.load_state_dict(metadata["scheduler"])
     run.epoch, run.history = metadata["epoch"], metadata["history"]
+    if run.clock is not None and metadata.get("elapsed_s") is not None:
+        run.clock.restore(metadata["elapsed_s"])
 
 
 def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, map_k: int | None) -> dict:
@@ -136,7 +152,7 @@ def two_views(batch: torch.Tensor, config: TrainConfig, generator: torch.Generat
 
 def optimize(run: Run, step: torch.nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
     """One optimizer step on a pair of views; ``step`` is the run's TrainStep, maybe wrapped (DDP, compile)."""
-    dtype = autocast_dtype(run.device)
+    dtype = training_dtype(run.device, run.config.precision)
     with torch.autocast(run.device.type, dtype=dtype, enabled=dtype is not None):
         loss = step(view1, view2)
     run.optimizer.zero_grad(set_to_none=True)
@@ -160,6 +176,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
 
 def _train(config: TrainConfig, world: World, device: torch.device, progress: bool) -> Path:
+    clock = BudgetClock(config.time_budget_s) if config.time_budget_s else None  # counts from here
     torch.manual_seed(config.seed)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +189,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     batch_size = min(config.batch_size, len(images))
     rows = local_slice(world, batch_size)
     steps_per_epoch = len(images) // batch_size
-    run = build_run(config, device, steps_per_epoch, world)
+    run = build_run(config, device, steps_per_epoch, world, clock)
     run.origin = provenance(device)
     if config.resume and (out / STATE_FILE).is_file():
         load_state(run, out / STATE_FILE)
@@ -182,12 +199,14 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     if config.compile:
         step_module = torch.compile(step_module)
     if world.is_main:
-        logger.info("training %s/%s on %d images (%s), %d steps/epoch on %s x %d", config.method, config.arch,
-                    len(images), data.description, steps_per_epoch, device, world.size)
+        length = f"a time budget of {config.time_budget}" if clock else f"{config.epochs} epochs"
+        logger.info("training %s/%s on %d images (%s) for %s, %d steps/epoch on %s x %d", config.method,
+                    config.arch, len(images), data.description, length, steps_per_epoch, device, world.size)
 
-    bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch, disable=not progress, unit="step")
+    bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
+               disable=not progress, unit="step")
     run.model.train()
-    while run.epoch < config.epochs:
+    while agree(world, run.keeps_training()):
         # Seeding every epoch from (seed, epoch) makes a resumed run draw the same batches, crops and
         # flip masks as an uninterrupted one.
         epoch_seed = config.seed * 1_000_003 + run.epoch
@@ -205,18 +224,37 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
                 bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
                                 img_s=f"{(step + 1) * batch_size / (time.perf_counter() - started):.0f}")
         run.epoch += 1
-        finished = run.epoch == config.epochs
+        if clock is not None:
+            clock.record_epoch(time.perf_counter() - started)
+            # Encoding for the final evaluation costs about a quarter of a training pass per image, or less.
+            clock.reserve_s = evaluation_size(split, config) / 4 * clock.mean_epoch_s() / len(images)
+            bar.total = bar.n + clock.epochs_left() * steps_per_epoch  # the ETA follows the measured pace
+        finished = not agree(world, run.keeps_training())
         if not world.is_main:
             continue
-        if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
-            scores = quick_eval(run.model, data, split, config.eval_queries, protocol.map_k)
-            run.history.append({"epoch": run.epoch, "loss": float(loss.item()), **scores})
-            logger.info("epoch %d: %s", run.epoch, run.history[-1])
         if run.epoch % config.checkpoint_every == 0 or finished:
             save_state(run, out / STATE_FILE)
             save_model(run, out / MODEL_FILE)
+        if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
+            evaluate_epoch(run, data, split, protocol.map_k, float(loss.item()))
+            save_model(run, out / MODEL_FILE)  # again, now with the evaluation in its history
     bar.close()
     return out / MODEL_FILE
+
+
+def evaluation_size(split: Split, config: TrainConfig) -> int:
+    """Images a quick evaluation encodes."""
+    return min(len(split.query), config.eval_queries) + len(split.database)
+
+
+def evaluate_epoch(run: Run, data: ImageSet, split: Split, map_k: int | None, loss: float) -> None:
+    """Append a quick evaluation to the run's history; skipped when the split has no queries."""
+    if len(split.query) == 0:
+        logger.info("epoch %d: loss %.4f (no queries to evaluate)", run.epoch, loss)
+        return
+    scores = quick_eval(run.model, data, split, run.config.eval_queries, map_k)
+    run.history.append({"epoch": run.epoch, "loss": loss, **scores})
+    logger.info("epoch %d: %s", run.epoch, run.history[-1])
 
 
 def save_model(run: Run, path: Path, dtype: torch.dtype = torch.float32) -> Path:

@@ -1,0 +1,69 @@
+"""Training on a time budget: duration parsing, the clock-driven schedule, and a run that ends on time."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from training.budget import BudgetClock, parse_duration
+from training.config import load_config
+from training.optim import clock_warmup_cosine, warmup_cosine_factor
+from training.precision import training_dtype
+from training.train import train
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("1.5h", 5400), ("45", 45)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0m", "-5m", "30 minutes", "m"])
+def test_bad_durations_are_refused_naming_the_option(text):
+    with pytest.raises(ValueError, match="time_budget"):
+        load_config(None, {"time_budget": text})
+
+
+def test_clock_schedule_warms_up_decays_and_ends_at_zero():
+    share = [0.0]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = clock_warmup_cosine(optimizer, lambda: share[0], warmup=0.1)
+    rates = {}
+    for share[0] in (0.05, 0.1, 0.55, 1.0):
+        optimizer.step()
+        scheduler.step()
+        rates[share[0]] = optimizer.param_groups[0]["lr"]
+    assert rates == pytest.approx({0.05: 1.0, 0.1: 2.0, 0.55: 1.0, 1.0: 0.0})
+    assert warmup_cosine_factor(0.0, 0.0) == 1.0  # no warm-up: start at the base rate
+
+
+def test_clock_counts_saved_time_and_stops_before_the_budget():
+    clock = BudgetClock(budget_s=10.0)
+    clock.restore(7.0)
+    assert 7.0 <= clock.elapsed_s < 8.0 and clock.fits_another_epoch()
+    clock.record_epoch(2.5)
+    assert clock.fits_another_epoch() and clock.epochs_left() == 1
+    clock.reserve_s = 2.0  # the final evaluation's share
+    assert not clock.fits_another_epoch() and clock.epochs_left() == 0
+    assert clock.fraction() == pytest.approx(7 / 8, abs=0.05)  # of the 8 s left for training
+
+
+def test_training_on_a_time_budget_ends_on_time_with_the_model_written(class_folders, tmp_path):
+    config = load_config(None, {
+        "dataset": "folder", "data_root": str(class_folders), "queries": 4, "train_images": 8, "arch": "cnn_small",
+        "bits": 16, "batch_size": 12, "time_budget": "4s", "out_dir": str(tmp_path), "device": "cpu"})
+    started = time.perf_counter()
+    path = train(config, progress=False)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    # The default 2,000 epochs would take minutes; the budget stops far sooner (slack for a busy machine).
+    assert time.perf_counter() - started < 4.0 + 4.0
+    assert 2 <= sidecar["epochs_completed"] < 2000
+    assert sidecar["history"][-1]["epoch"] == sidecar["epochs_completed"]
+
+
+def test_precision_choices():
+    assert training_dtype(torch.device("cpu"), "fp32") is None
+    assert training_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
+    assert training_dtype(torch.device("cuda"), "auto") is torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        load_config(None, {"precision": "fp16"})
