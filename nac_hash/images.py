@@ -7,6 +7,7 @@ a truncated file or a decompression bomb the same way: :class:`InvalidImageError
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,11 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 # Below PIL's own warning threshold (about 89 M pixels), so our limit is the one that applies.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 64 * 2**20
+# Wider than any panorama; a thin strip of a few hundred bytes that decodes into millions of pixels is refused.
+MAX_ASPECT_RATIO = 32
+# JPEGs decode at a DCT scale of 1/2 to 1/8 (PIL's draft mode) while still at least this many times the
+# model's input size, which keeps the final bilinear resize free of aliasing.
+DRAFT_OVERSAMPLING = 2
 
 
 class InvalidImageError(ValueError):
@@ -33,6 +39,17 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
 
 
+def check_dimensions(width: int, height: int, max_pixels: int) -> None:
+    """Refuse sizes whose decoding would cost more than ``max_pixels`` or whose shape is a degenerate strip."""
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"image has {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise InvalidImageError(f"image has {width}x{height} pixels, more than the limit of {max_pixels:,}")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidImageError(f"image of {width}x{height} pixels is more than {MAX_ASPECT_RATIO} times longer "
+                                "than it is wide")
+
+
 def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Encoded image bytes -> (size, size, 3) uint8 RGB (first frame of animations).
@@ -46,10 +63,11 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise InvalidImageError(f"file has {len(data):,} bytes, more than the limit of {max_bytes:,}")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # read from the header, before any pixel is decoded
-            if width * height > max_pixels:
-                raise InvalidImageError(f"image has {width}x{height} pixels, more than the limit of {max_pixels:,}")
+            check_dimensions(*image.size, max_pixels)  # read from the header, before any pixel is decoded
             image.seek(0)
+            if image.format == "JPEG":
+                scale = DRAFT_OVERSAMPLING * size / min(image.size)
+                image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
             return square_image(image, size)
     except InvalidImageError:
         raise

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from nac_hash.images import InvalidImageError, decode_image, list_images
@@ -62,3 +65,48 @@ def test_list_images_is_recursive_and_ignores_case(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
         "a.JPG", "sub/b.png", "sub/deeper/c.WebP"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 300_000), (1, 5_000_000), (300_000, 1), (33, 1)])
+def test_thin_strips_are_refused_from_the_header(width, height):
+    """A 661-byte PNG of 1 x 300,000 pixels once cost 2.3 GB: the shorter side was scaled up before cropping."""
+    data = encoded(Image.new("L", (width, height)), "PNG")
+    started = time.perf_counter()
+    with pytest.raises(InvalidImageError, match="times longer"):
+        decode_image(data, 32)
+    assert time.perf_counter() - started < 1.0  # generous: refusing reads only the header
+
+
+def test_the_centred_square_is_resized_not_the_whole_image():
+    pixels = np.zeros((64, 2048, 3), np.uint8)  # 32:1, the longest shape accepted
+    pixels[:, 960:1088] = 255  # white around the centre square of 64 x 64, black further out
+    assert decode_image(encoded(Image.fromarray(pixels), "PNG"), 32).min() == 255
+
+
+def test_large_jpegs_decode_reduced_to_nearly_the_same_pixels():
+    gradient = np.linspace(0, 255, 2400, dtype=np.float32)
+    pixels = np.stack([np.add.outer(gradient[:1600] / 2, gradient / 2)] * 3, axis=-1).astype(np.uint8)
+    data = encoded(Image.fromarray(pixels), "JPEG", quality=90)
+    full = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.Resampling.BILINEAR,
+                                                     box=(400, 0, 2000, 1600)), dtype=np.int16)
+    assert np.abs(decode_image(data, 32).astype(np.int16) - full).max() <= 4
+
+
+def valid_images() -> list[bytes]:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))
+    return [encoded(image, fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP")]
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(source=st.sampled_from(valid_images()), edits=st.lists(
+    st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8), cut=st.integers(0, 10_000))
+def test_mutated_files_decode_or_raise_invalid_image(source, edits, cut):
+    """Fuzz: flipped bytes and truncations give an image of the right shape or InvalidImageError, nothing else."""
+    data = bytearray(source[: max(1, len(source) - cut)])
+    for position, value in edits:
+        data[position % len(data)] = value
+    try:
+        pixels = decode_image(bytes(data), 16)
+    except InvalidImageError:
+        return
+    assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8
