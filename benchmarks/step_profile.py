@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from nac_hash.provenance import provenance
-from training.config import TrainConfig
-from training.objective import TrainStep
-from training.train import build_run, optimize, resolve_device, two_views
+from nac_hash.training.config import TrainConfig
+from nac_hash.training.objective import TrainStep
+from nac_hash.training.train import build_run, optimize, resolve_device, two_views
 
 SETTINGS = {  # name -> (precision, channels_last)
     "fp32": ("fp32", False),

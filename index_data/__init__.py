@@ -1,1 +1,1 @@
-"""The indexer: image folders -> codes -> FAISS binary index plus item metadata (see the indexer issue)."""
+"""The indexer: image folders -> codes -> FAISS binary index plus item metadata."""

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from index_data.config import IndexOptions
-from index_data.indexer import build, write_index
 from nac_hash.atomic import write_json
-from nac_hash.catalog import NewItem
 from nac_hash.codes import hamming_distance
-from nac_hash.index import INDEX_TYPES, HammingIndex, set_threads
+from nac_hash.index_data.catalog import NewItem
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.index import INDEX_TYPES, HammingIndex, set_threads
+from nac_hash.index_data.indexer import build, write_index
+from nac_hash.index_data.search import Searcher
+from nac_hash.index_data.search_params import SearchParams
+from nac_hash.index_data.store import IndexStore
 from nac_hash.provenance import provenance
-from nac_hash.search import Searcher
-from nac_hash.search_params import SearchParams
-from nac_hash.store import IndexStore
 
 logger = logging.getLogger(__name__)
 

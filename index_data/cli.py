@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from index_data.config import IndexOptions
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.search_params import SearchParams
 from nac_hash.options import add_dataclass_arguments, set_fields
-from nac_hash.search_params import SearchParams
 
 if TYPE_CHECKING:
-    from index_data.indexer import Report
+    from nac_hash.index_data.indexer import Report
 
 
 def _options(args: argparse.Namespace) -> IndexOptions:
@@ -29,19 +29,19 @@ def _print_report(report: Report, index_dir: Path) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from index_data.indexer import build
+    from nac_hash.index_data.indexer import build
 
     _print_report(build(args.images, args.out, _options(args)), args.out)
 
 
 def _add(args: argparse.Namespace) -> None:
-    from index_data.indexer import add
+    from nac_hash.index_data.indexer import add
 
     _print_report(add(args.images, args.index, _options(args)), args.index)
 
 
 def _remove(args: argparse.Namespace) -> None:
-    from index_data.indexer import remove
+    from nac_hash.index_data.indexer import remove
 
     if not args.ids and not args.paths:
         raise ValueError("give item ids (--id) or file paths (--path) to remove")
@@ -49,27 +49,27 @@ def _remove(args: argparse.Namespace) -> None:
 
 
 def _merge(args: argparse.Namespace) -> None:
-    from index_data.indexer import merge
+    from nac_hash.index_data.indexer import merge
 
     _print_report(merge(args.shards, args.out, args.index_type), args.out)
 
 
 def _rebuild(args: argparse.Namespace) -> None:
-    from index_data.indexer import rebuild
+    from nac_hash.index_data.indexer import rebuild
 
     report = rebuild(args.index, args.index_type)
     print(f"rebuilt {report.total} codes in {report.seconds:.1f} s")
 
 
 def _info(args: argparse.Namespace) -> None:
-    from index_data.indexer import info
+    from nac_hash.index_data.indexer import info
 
     print(json.dumps(info(args.index), indent=2))
 
 
 def _search(args: argparse.Namespace) -> None:
     from nac_hash.images import read_image
-    from nac_hash.search import Searcher
+    from nac_hash.index_data.search import Searcher
 
     searcher = Searcher.open(args.index, args.checkpoint, mmap=args.mmap, threads=args.threads,
                              params=SearchParams(**set_fields(SearchParams, args)))
@@ -145,15 +145,15 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench_index(args: argparse.Namespace) -> None:
-    from index_data.benchmark import bench_index
+    from nac_hash.index_data.benchmark import bench_index
 
     result = bench_index(args.images, _options(args), args.out)
     print(f"{result['images']} images indexed in {result['seconds']} s: {result['images_per_second']} images/s")
 
 
 def _bench_search(args: argparse.Namespace) -> None:
-    from index_data.benchmark import bench_search
-    from nac_hash.store import IndexStore
+    from nac_hash.index_data.benchmark import bench_search
+    from nac_hash.index_data.store import IndexStore
 
     store = IndexStore(args.codes_from)
     _, seed_codes = store.catalog.codes()

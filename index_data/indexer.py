@@ -2,7 +2,7 @@
 
 Stages: find image files under each folder; read each file once, hash it, and decode it only when it is new
 or changed; encode decoded images in batches; commit rows, codes and the FAISS index together (see
-:mod:`nac_hash.store`). Files that cannot be read are listed in the report and skipped.
+:mod:`nac_hash.index_data.store`). Files that cannot be read are listed in the report and skipped.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index_data.config import IndexOptions
 from nac_hash.atomic import fsync_file, write_json
-from nac_hash.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
-from nac_hash.index import CodeIndex, build_index, check_index_type
-from nac_hash.inference import encode_images
-from nac_hash.models import HashingModel
-from nac_hash.store import (
+from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.index import CodeIndex, build_index, check_index_type
+from nac_hash.index_data.store import (
     CATALOG_NAME,
     REPORT_NAME,
     IndexStore,
@@ -40,6 +38,8 @@ from nac_hash.store import (
     remove_stale_files,
     write_lock,
 )
+from nac_hash.inference import encode_images
+from nac_hash.models import HashingModel
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from nac_hash.atomic import atomic_path, write_json
 from nac_hash.errors import NacHashError
-from nac_hash.models import HashingModel, ModelConfig
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel
 
 FORMAT_VERSION = 1
 

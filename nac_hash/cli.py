@@ -12,15 +12,14 @@ import logging
 import sys
 from pathlib import Path
 
-from nac_hash.checkpoint import default_checkpoint
 from nac_hash.errors import NacHashError
 
 USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, OSError)  # OSError: missing or unwritable paths
 
 
 def _train(args: argparse.Namespace) -> None:
-    from training.config import config_from_args
-    from training.train import train
+    from nac_hash.training.config import config_from_args
+    from nac_hash.training.train import train
 
     path = train(config_from_args(args))
     print(f"model checkpoint: {path}")
@@ -34,8 +33,12 @@ def _scores(scores: dict) -> str:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from training.evaluate import evaluate
+    from nac_hash.training.evaluate import evaluate
 
+    if args.checkpoint is None:
+        from nac_hash.checkpoint import default_checkpoint
+
+        args.checkpoint = str(default_checkpoint())
     out = args.out or Path("results") / f"{Path(args.checkpoint).stem}-{args.protocol or 'default'}.json"
     results = evaluate(args.checkpoint, out, protocol=args.protocol, dataset=args.dataset,
                        data_root=args.data_root, split_seed=args.split_seed,
@@ -65,7 +68,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _bench_map(args: argparse.Namespace) -> None:
-    from training.bench import bench_map
+    from nac_hash.training.bench import bench_map
 
     checkpoints = dict(pair.split("=", 1) for pair in args.checkpoint)
     results = bench_map(args.out, protocol=args.protocol, dataset=args.dataset, data_root=args.root,
@@ -82,8 +85,8 @@ def _bench_map(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import Settings
+    from nac_hash.service.app import create_app
+    from nac_hash.service.settings import Settings
 
     overrides = {"index": args.index, "checkpoint": args.checkpoint, "threads": args.threads,
                  "mmap": args.mmap or None}
@@ -97,13 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="learn hash codes (NAC, NAC-MQ or SimCLR)")
-    from training.config import add_config_arguments
+    from nac_hash.training.config import add_config_arguments
 
     add_config_arguments(train)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a retrieval protocol")
-    evaluate.add_argument("checkpoint", nargs="?", default=str(default_checkpoint()),
+    evaluate.add_argument("checkpoint", nargs="?",
                           help="model .safetensors (default: the packaged default model)")
     evaluate.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii or flickr25k "
                           "(default: the checkpoint's)")
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
     export.set_defaults(run=_export)
 
-    from index_data.cli import add_bench_commands, add_index_commands
+    from nac_hash.index_data.cli import add_bench_commands, add_index_commands
 
     add_index_commands(commands)
     serve = commands.add_parser("serve", help="run the HTTP search service and web page")

@@ -8,8 +8,12 @@ is 1 exactly when the ``j``-th pre-activation is strictly positive, so ``sign(0)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def validate_bits(bits: int) -> int:
@@ -21,7 +25,7 @@ def validate_bits(bits: int) -> int:
 
 def to_bits(activations: torch.Tensor | np.ndarray) -> np.ndarray:
     """Binarise pre-activations of shape (N, D) into a {0, 1} uint8 array (1 where positive)."""
-    if isinstance(activations, torch.Tensor):
+    if not isinstance(activations, np.ndarray):  # a torch.Tensor (torch is not imported for this test)
         activations = activations.detach().float().cpu().numpy()
     return (np.asarray(activations) > 0).astype(np.uint8)
 

@@ -66,7 +66,7 @@ def _check_flip_probability(p: float) -> None:
 
 
 class NACLoss(nn.Module):
-    """Negative NAC lower bound on I(X; noisy code), averaged over the 2K inputs (NAC_NOTES section 1).
+    """Negative NAC lower bound on I(X; noisy code), averaged over the 2K inputs (Park et al., ICML 2021).
 
     The negatives are all 2K clean relaxed codes of the batch, the input's own code included.
     """
@@ -153,7 +153,7 @@ class DeepInfoMaxLoss(nn.Module):
 
     Every cell of an image's local feature map should score high against that image's global vector and low
     against the global vectors of the other images in the batch. The scoring network is bilinear,
-    T(c, e) = c . W e, the linear critic of NAC_NOTES section 5.
+    T(c, e) = c . W e, the linear critic (Hjelm et al., ICLR 2019).
     """
 
     def __init__(self, local_dim: int, global_dim: int) -> None:

@@ -46,7 +46,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     docs = _attribute_docs(cls)
     for field in dataclasses.fields(cls):
         kind = _base_type(hints[field.name])
-        help_text = f"{docs.get(field.name, '')} (default: {field.default})".strip()
+        help_text = f"{docs.get(field.name, '')} (default: {field.default})".strip().replace("%", "%%")
         if kind is bool:
             parser.add_argument(option_name(field.name), action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)

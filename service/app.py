@@ -1,7 +1,7 @@
 """The FastAPI application: `create_app(settings)` builds it; the lifespan opens the index and the model.
 
 Routes are plain (sync) functions, so FastAPI runs them in its thread pool: encoding and FAISS release the GIL,
-and searches run side by side while one writer changes the index (see :mod:`service.state`).
+and searches run side by side while one writer changes the index (see :mod:`nac_hash.service.state`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from nac_hash.catalog import ItemNotFoundError
 from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
-from nac_hash.search import code_to_hex, parse_hex_code
-from service.metrics import Metrics
-from service.schemas import (
+from nac_hash.index_data.catalog import ItemNotFoundError
+from nac_hash.index_data.search import code_to_hex, parse_hex_code
+from nac_hash.service.metrics import Metrics
+from nac_hash.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
     Health,
@@ -47,8 +47,8 @@ from service.schemas import (
     SearchResult,
     Timings,
 )
-from service.settings import Settings
-from service.state import ReadOnlyIndexError, SearchService
+from nac_hash.service.settings import Settings
+from nac_hash.service.state import ReadOnlyIndexError, SearchService
 
 logger = logging.getLogger(__name__)
 

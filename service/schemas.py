@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from nac_hash.catalog import Item
-from nac_hash.search import Hit
+from nac_hash.index_data.catalog import Item
+from nac_hash.index_data.search import Hit
 
 
 class Query(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nac_hash.images import DEFAULT_MAX_PIXELS
-from nac_hash.search_params import SearchParams
+from nac_hash.index_data.search_params import SearchParams
 
 
 class Settings(BaseSettings):

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index_data.config import IndexOptions
-from index_data.indexer import add_files, remove_items
 from nac_hash.atomic import atomic_path
-from nac_hash.catalog import Item, ItemNotFoundError
 from nac_hash.errors import NacHashError
 from nac_hash.images import IMAGE_EXTENSIONS, InvalidImageError
-from nac_hash.search import Searcher
-from nac_hash.store import IndexStore, write_lock
-from service.settings import Settings
+from nac_hash.index_data.catalog import Item, ItemNotFoundError
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.indexer import add_files, remove_items
+from nac_hash.index_data.search import Searcher
+from nac_hash.index_data.store import IndexStore, write_lock
+from nac_hash.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

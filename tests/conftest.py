@@ -1,4 +1,5 @@
-"""Shared fixtures: small generated image folders and, when ../shared is beside the clone, CIFAR-10 JPEGs."""
+"""Shared fixtures: small generated image folders, an index of one, and (with ../shared beside the clone)
+CIFAR-10 JPEGs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from helpers import CIFAR_ARCHIVE, write_class_folders
 @pytest.fixture
 def class_folders(tmp_path: Path) -> Path:
     return write_class_folders(tmp_path / "images")
+
+
+@pytest.fixture
+def index(class_folders: Path, tmp_path: Path) -> Path:
+    """A flat index of ``class_folders`` built with the packaged default model."""
+    from nac_hash.index_data.config import IndexOptions
+    from nac_hash.index_data.indexer import build
+
+    build([class_folders], tmp_path / "index", IndexOptions(progress=False))
+    return tmp_path / "index"
 
 
 @pytest.fixture(scope="session")

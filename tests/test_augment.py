@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from nac_hash.models import ModelConfig
+from nac_hash.model_config import ModelConfig
+from nac_hash.training.augment import augment, crop_boxes, hsv_to_rgb, rgb_to_hsv
+from nac_hash.training.config import AugmentConfig
 from nac_hash.transforms import model_input
-from training.augment import AugmentConfig, augment, crop_boxes, hsv_to_rgb, rgb_to_hsv
 
 
 def images(n: int = 6, size: int = 32) -> torch.Tensor:

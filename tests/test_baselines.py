@@ -8,10 +8,10 @@ from PIL import Image
 
 from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
 from nac_hash.codes import hamming_distance, unpack_bits
-from training.bench import plot_pr_curves, retrieval_grid, sklearn_map
-from training.datasets import ImageSet
-from training.evaluate import score_codes
-from training.splits import Split
+from nac_hash.training.bench import plot_pr_curves, retrieval_grid, sklearn_map
+from nac_hash.training.datasets import ImageSet
+from nac_hash.training.evaluate import score_codes
+from nac_hash.training.splits import Split
 
 
 def clustered_features(n: int = 600, dim: int = 256, classes: int = 4, seed: int = 0):

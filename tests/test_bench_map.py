@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nac_hash.cli import main
-from training.datasets import FLICKR25K_CONCEPTS
+from nac_hash.training.datasets import FLICKR25K_CONCEPTS
 
 CONCEPTS = ("sky", "sea", "tree")
 
@@ -29,6 +30,7 @@ def write_mirflickr(root: Path, images: int = 7200, seed: int = 0) -> None:
         (root / "annotations" / f"{concept}.txt").write_text("".join(f"{n}\n" for n in numbers))
 
 
+@pytest.mark.slow
 def test_bench_map_on_mirflickr_layout(tmp_path, capsys):
     write_mirflickr(tmp_path / "mirflickr")
     out = tmp_path / "bench"

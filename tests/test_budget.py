@@ -6,11 +6,11 @@ import time
 import pytest
 import torch
 
-from training.budget import BudgetClock, parse_duration
-from training.config import load_config
-from training.optim import clock_warmup_cosine, warmup_cosine_factor
-from training.precision import training_dtype
-from training.train import train
+from nac_hash.training.budget import BudgetClock, parse_duration
+from nac_hash.training.config import load_config
+from nac_hash.training.optim import clock_warmup_cosine, warmup_cosine_factor
+from nac_hash.training.precision import training_dtype
+from nac_hash.training.train import train
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("1.5h", 5400), ("45", 45)])

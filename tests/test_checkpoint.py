@@ -9,7 +9,8 @@ from nac_hash.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from nac_hash.models import HashingModel, ModelConfig
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel
 
 
 def small_model() -> HashingModel:

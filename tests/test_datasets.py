@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.datasets import (
+from nac_hash.training.datasets import (
     FLICKR25K_CONCEPTS,
     DatasetError,
     load_cifar10,

@@ -3,7 +3,7 @@
 import pytest
 
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
-from training.evaluate import evaluate
+from nac_hash.training.evaluate import evaluate
 
 
 def test_default_model_is_small_and_describes_its_benchmark():
@@ -14,6 +14,7 @@ def test_default_model_is_small_and_describes_its_benchmark():
     assert sidecar["benchmark"]["protocol"] == "cifar10-nac" and sidecar["benchmark"]["map"] > 0
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_recorded_map(cifar_root, tmp_path):
     _, sidecar = load_checkpoint(default_checkpoint())
     results = evaluate(default_checkpoint(), tmp_path / "default.json", data_root=str(cifar_root), device="cpu")

@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.models import HashingModel
-from training.config import load_config
-from training.distributed import World, local_slice, wrap
-from training.objective import FEATURE_METHODS, Objective, TrainStep
+from nac_hash.training.config import load_config
+from nac_hash.training.distributed import World, local_slice, wrap
+from nac_hash.training.objective import FEATURE_METHODS, Objective, TrainStep
 
 BATCH = 8
 
@@ -56,6 +56,7 @@ def _rank(rank: int, method: str, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["nac", "nac_mq", "simclr", "dim"])
 def test_two_processes_give_the_global_batch_gradient(method, tmp_path):
     out = tmp_path / "grads.safetensors"
@@ -70,6 +71,7 @@ def test_two_processes_give_the_global_batch_gradient(method, tmp_path):
         assert torch.allclose(distributed[name], single[name], rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_torchrun_trains_and_rank_zero_writes_the_checkpoint(class_folders, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -7,8 +7,8 @@ import pytest
 from helpers import BITS, check_exact_knn, clustered_codes
 
 from nac_hash.codes import hamming_distance, pack_bits
-from nac_hash.index import INDEX_TYPES, HammingIndex, IndexTypeError
-from nac_hash.search_params import SearchParams
+from nac_hash.index_data.index import INDEX_TYPES, HammingIndex, IndexTypeError
+from nac_hash.index_data.search_params import SearchParams
 
 
 @pytest.fixture(scope="module")

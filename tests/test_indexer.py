@@ -17,12 +17,12 @@ import pytest
 from helpers import REPO, check_exact_knn, write_class_folders
 from PIL import Image
 
-from index_data.config import IndexOptions
-from index_data.indexer import add, build, info, merge, rebuild, remove
-from nac_hash.catalog import ItemNotFoundError
-from nac_hash.index import IndexTypeError
-from nac_hash.search import Searcher
-from nac_hash.store import IndexStore
+from nac_hash.index_data.catalog import ItemNotFoundError
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.index import IndexTypeError
+from nac_hash.index_data.indexer import add, build, info, merge, rebuild, remove
+from nac_hash.index_data.search import Searcher
+from nac_hash.index_data.store import IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
@@ -198,22 +198,22 @@ def test_missing_faiss_file_is_rebuilt_from_the_codes(class_folders, tmp_path):
 # A writer killed at each point where the directory is between two states. The hook is patched in a child
 # process that SIGKILLs itself there, so nothing of Python's clean-up runs.
 KILL_POINTS = {
-    "build-encode": ("index_data.indexer", "encode_images", "second_call"),
-    "build-before-swap": ("index_data.indexer", "recover_catalog", "before"),
-    "build-after-swap": ("index_data.indexer", "remove_stale_files", "before"),
-    "add-encode": ("index_data.indexer", "encode_images", "second_call"),
-    "add-before-commit": ("nac_hash.store.IndexStore", "save_index", "after"),
-    "add-after-commit": ("nac_hash.store", "remove_stale_files", "before"),
+    "build-encode": ("nac_hash.index_data.indexer", "encode_images", "second_call"),
+    "build-before-swap": ("nac_hash.index_data.indexer", "recover_catalog", "before"),
+    "build-after-swap": ("nac_hash.index_data.indexer", "remove_stale_files", "before"),
+    "add-encode": ("nac_hash.index_data.indexer", "encode_images", "second_call"),
+    "add-before-commit": ("nac_hash.index_data.store.IndexStore", "save_index", "after"),
+    "add-after-commit": ("nac_hash.index_data.store", "remove_stale_files", "before"),
 }
 CHILD = """
 import importlib, os, signal, sys
-from index_data.config import IndexOptions
-from index_data.indexer import add, build
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.indexer import add, build
 
 point, folder, index = sys.argv[1:]
 module, name, when = {points}[point]
 owner = importlib.import_module(module) if "IndexStore" not in module else importlib.import_module(
-    "nac_hash.store").IndexStore
+    "nac_hash.index_data.store").IndexStore
 original = getattr(owner, name)
 calls = []
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nac_hash.loss import NACLoss, NACMQLoss, NTXentLoss, channel_weight, sample_flip_mask
-from nac_hash.models import HashingModel, ModelConfig
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel
 
 
 def slow_nac_terms(z: torch.Tensor, y: torch.Tensor, r: torch.Tensor, negatives: torch.Tensor, lam: float):

@@ -7,12 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import check_exact_knn, write_class_folders
 
-from index_data.config import IndexOptions
-from index_data.indexer import add, build, info, rebuild, remove
-from nac_hash.milvus_index import _client
-from nac_hash.search import Searcher
-from service.app import create_app
-from service.settings import Settings
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.indexer import add, build, info, rebuild, remove
+from nac_hash.index_data.milvus_index import _client
+from nac_hash.index_data.search import Searcher
+from nac_hash.service.app import create_app
+from nac_hash.service.settings import Settings
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from nac_hash.models import HashingModel, ModelConfig, ema_update
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel, ema_update
 
 
 @pytest.mark.parametrize(("arch", "dim"), [("vgg16_bn", 512), ("resnet18", 512), ("resnet50", 2048),

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.optim import LARS, warmup_cosine
+from nac_hash.training.optim import LARS, warmup_cosine
 
 
 def test_lars_step_matches_hand_computation():

@@ -1,19 +1,21 @@
-"""Deep InfoMax and AET, the two representation learners benchmarked beside NAC (NAC_NOTES section 5)."""
+"""Deep InfoMax and AET, the two representation learners benchmarked beside NAC."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from nac_hash.inference import embed_images
 from nac_hash.loss import AETLoss, DeepInfoMaxLoss
-from nac_hash.models import HashingModel, ModelConfig
-from training.augment import random_affine
-from training.config import load_config
-from training.objective import Objective
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel
+from nac_hash.training.augment import random_affine
+from nac_hash.training.config import load_config
+from nac_hash.training.objective import Objective
 
 
 def test_deep_infomax_matches_slow_computation():
@@ -52,6 +54,7 @@ def test_random_affine_returns_the_matrix_it_applied():
     assert torch.allclose(identity, images, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dim_and_aet_losses_fall_and_train_their_own_modules():
     for method in ("dim", "aet"):
         torch.manual_seed(0)

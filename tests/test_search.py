@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from index_data.config import IndexOptions
-from index_data.indexer import add, build
 from nac_hash.checkpoint import default_checkpoint, save_checkpoint
 from nac_hash.cli import main
 from nac_hash.codes import hamming_distance
-from nac_hash.models import HashingModel, ModelConfig
-from nac_hash.search import Searcher, code_to_hex, parse_hex_code
-from nac_hash.store import CheckpointMismatchError
+from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.indexer import add, build
+from nac_hash.index_data.search import Searcher, code_to_hex, parse_hex_code
+from nac_hash.index_data.store import CheckpointMismatchError
+from nac_hash.model_config import ModelConfig
+from nac_hash.models import HashingModel
 
 OPTIONS = IndexOptions(progress=False)
-
-
-@pytest.fixture
-def index(class_folders: Path, tmp_path: Path) -> Path:
-    build([class_folders], tmp_path / "index", OPTIONS)
-    return tmp_path / "index"
 
 
 def test_hex_codes_round_trip():

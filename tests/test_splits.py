@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.splits import get_protocol, load_split, make_split, save_split
+from nac_hash.training.splits import get_protocol, load_split, make_split, save_split
 
 
 def cifar_like_labels(per_class: int = 60, classes: int = 10) -> np.ndarray:

@@ -5,10 +5,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-import training.train
+import nac_hash.training.train
 from nac_hash.cli import main
-from training.config import load_config
-from training.train import train
+from nac_hash.training.config import load_config
+from nac_hash.training.train import train
 
 
 def train_args(data_root, out_dir, epochs: int, method: str = "nac") -> list[str]:
@@ -29,11 +29,13 @@ def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_fold
     assert (out / "split.npz").is_file() and (out / "train_state.safetensors").is_file()
 
     results_path = tmp_path / "results.json"
-    assert main(["eval", str(out / "model.safetensors"), "--data-root", str(class_folders), "--out",
-                 str(results_path), "--baselines", "lsh", "--device", "cpu"]) == 0
+    # No --data-root: eval reads the folder, protocol and split sizes the checkpoint records.
+    assert main(["eval", str(out / "model.safetensors"), "--out", str(results_path), "--baselines", "lsh,itq,phash",
+                 "--device", "cpu"]) == 0
     results = json.loads(results_path.read_text())
-    assert results["protocol"] == "cifar10-nac" and results["metric"] == "mAP@all"
-    assert set(results["methods"]) == {"nac", "lsh"}
+    assert results["protocol"] == "folder" and results["metric"] == "mAP@all"
+    assert results["dataset"] == "folder images (classes layout)"
+    assert set(results["methods"]) == {"nac", "lsh", "itq", "phash"}
     for scores in results["methods"].values():
         assert 0 <= scores["map_all"] <= 1 and scores["num_queries"] == 12 and scores["database_size"] == 24
         assert {"map@1000", "tie_aware_map", "precision@1000", "distinct_codes", "pr_curve"} <= scores.keys()
@@ -57,11 +59,11 @@ def test_resumed_run_equals_an_uninterrupted_one(class_folders, tmp_path, method
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
         return saved
 
-    real_save_model = training.train.save_model
-    monkeypatch.setattr(training.train, "save_model", save_then_die)
+    real_save_model = nac_hash.training.train.save_model
+    monkeypatch.setattr(nac_hash.training.train, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "resumed"), progress=False)
-    monkeypatch.setattr(training.train, "save_model", real_save_model)
+    monkeypatch.setattr(nac_hash.training.train, "save_model", real_save_model)
     resumed = train(config(tmp_path / "resumed"), progress=False)
     a, b = load_file(straight), load_file(resumed)
     assert a.keys() == b.keys()

@@ -8,31 +8,14 @@ of the four colour-jitter operations is drawn once per batch rather than once pe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from nac_hash.models import CIFAR10_MEAN, CIFAR10_STD
+from nac_hash.training.config import AugmentConfig
 from nac_hash.transforms import normalize
 
 _LUMA = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    size: int = 32
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_probability: float = 0.5
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    jitter_probability: float = 0.8
-    grayscale_probability: float = 0.2
-    mean: tuple[float, float, float] = CIFAR10_MEAN
-    std: tuple[float, float, float] = CIFAR10_STD
 
 
 def _uniform(n: int, low: float, high: float, device: torch.device, generator: torch.Generator | None):

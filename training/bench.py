@@ -17,47 +17,33 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from nac_hash.atomic import atomic_path, write_json
-from nac_hash.baselines import ITQ, phash_codes
+from nac_hash.baselines import ITQ
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
 from nac_hash.metrics import relevance
 from nac_hash.provenance import provenance
-from training.datasets import ImageSet, load_dataset
-from training.evaluate import lsh_codes, pixel_features, score_codes
-from training.objective import FEATURE_METHODS as FEATURE_LEARNERS
-from training.splits import PROTOCOLS, Split, get_protocol, make_split, save_split
-from training.train import resolve_device
+from nac_hash.training.datasets import ImageSet
+from nac_hash.training.objective import FEATURE_METHODS as FEATURE_LEARNERS
+from nac_hash.training.scoring import BASELINES, baseline_bits, load_scoring_data, score_codes
+from nac_hash.training.splits import Split, default_protocol, save_split
+from nac_hash.training.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
 LEARNED = ("nac", "nac_mq", "simclr", *FEATURE_LEARNERS)  # FEATURE_LEARNERS: hashed with ITQ on their features
-PHASH_BITS = 64
-
-
-def itq_codes(data: ImageSet, split: Split, bits: int, seed: int) -> np.ndarray:
-    """ITQ on a PCA of raw pixels, fitted on the training split."""
-    pixels = pixel_features(data)
-    return ITQ(bits, seed=seed).fit(pixels[split.train]).encode(pixels)
-
-
-FEATURE_METHODS: dict[str, Callable[[ImageSet, Split, int, int], np.ndarray]] = {
-    "lsh": lsh_codes,
-    "itq": itq_codes,
-    "phash": lambda data, split, bits, seed: phash_codes(data.images),
-}
 
 
 def _check_methods(methods: Sequence[str]) -> None:
     for name in methods:
-        if name not in FEATURE_METHODS and name not in LEARNED:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *FEATURE_METHODS])}")
+        if name not in BASELINES and name not in LEARNED:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *BASELINES])} (--methods)")
 
 
 def sklearn_map(codes: np.ndarray, data: ImageSet, split: Split, queries: int) -> float:
@@ -130,7 +116,8 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
               split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
     """Score every method at every code length on one split; write the table, plots and cross-check.
 
-    The protocol defaults to the dataset's first (cifar10-nac for cifar10, flickr25k for flickr25k).
+    The protocol defaults to the dataset's (cifar10-nac for cifar10, flickr25k for flickr25k, folder for a
+    folder).
     """
     _check_methods(methods)
     started = time.perf_counter()
@@ -142,14 +129,14 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
         raise ValueError(f"give a checkpoint for {', '.join(missing)}: --checkpoint {missing[0]}=PATH")
     models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in LEARNED}
     image_size = next(iter(models.values()))[0].config.image_size if models else 32
-    spec = get_protocol(protocol or next(p.name for p in PROTOCOLS.values() if p.dataset == (dataset or "cifar10")))
-    data = load_dataset(dataset or spec.dataset, data_root, image_size)
-    split = make_split(spec, data.labels, data.is_test, split_seed)
+    dataset = dataset or "cifar10"
+    scoring = load_scoring_data(dataset, data_root, protocol or default_protocol(dataset), split_seed, image_size)
+    data, split, spec = scoring.data, scoring.split, scoring.protocol
     save_split(split, out_dir / "split.npz")
 
     rows = []
     for method in methods:
-        for length in ([PHASH_BITS] if method == "phash" else bits):
+        for length in sorted({baseline_bits(method, b) for b in bits}):
             if method in FEATURE_LEARNERS:
                 features = embed_images(models[method][0], data.images, progress=True)
                 codes = ITQ(length, seed=split_seed).fit(features[split.train]).encode(features)
@@ -161,14 +148,14 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
                     continue
                 codes = encode_images(model, data.images, progress=True)
             else:
-                codes = FEATURE_METHODS[method](data, split, length, split_seed)
+                codes = BASELINES[method](data, split, length, split_seed)
             row = {"method": method, "bits": length, **score_codes(codes, data, split, spec.map_k)}
             first = dataclasses.replace(split, query=split.query[:cross_check_queries])
             row["cross_check"] = {"ours": score_codes(codes, data, first, spec.map_k)["map_all"],
                                   "sklearn": sklearn_map(codes, data, split, cross_check_queries)}
             logger.info("%s %d bits: mAP@all %.4f", method, length, row["map_all"])
             rows.append(row)
-            if method in methods[:1] and length == max(bits):
+            if method in methods[:1] and length == max(baseline_bits(method, b) for b in bits):
                 retrieval_grid(codes, data, split, out_dir / "retrieval-grid.png")
 
     title = f"{data.description}, {spec.name}"
@@ -176,7 +163,8 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     results = {"dataset": data.description, "protocol": spec.name, "split_seed": split_seed, "split_file": "split.npz",
                "checkpoints": {m: checkpoints[m] for m in models}, "retrieval_grid_method": methods[0],
                "cross_check": "scikit-learn average_precision_score on the first "
-                              f"{cross_check_queries} queries, same ranking", "rows": rows,
+                              f"{min(cross_check_queries, len(split.query))} queries only, same ranking",
+               "rows": rows,
                "wall_time_s": round(time.perf_counter() - started, 1), **provenance(torch_device)}
     write_json(out_dir / "results.json", results)
     return results

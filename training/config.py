@@ -14,48 +14,108 @@ from pathlib import Path
 
 import yaml
 
-from nac_hash.models import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
+from nac_hash.model_config import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
 from nac_hash.options import add_dataclass_arguments, set_fields
-from training.augment import AugmentConfig
-from training.budget import parse_duration
-from training.datasets import LOADERS
-from training.splits import PROTOCOLS
+from nac_hash.training.budget import parse_duration
+from nac_hash.training.datasets import LOADERS
+from nac_hash.training.splits import PROTOCOLS, default_protocol
 
 METHODS = ("nac", "nac_mq", "simclr", "dim", "aet")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_WARMUP_SHARE = 0.05
 
 
+@dataclass(frozen=True)
+class AugmentConfig:
+    size: int = 32
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_probability: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+
+
 @dataclass
 class TrainConfig:
-    # data and protocol
+    """One training run. Every field is an option of ``nac-hash train`` and a key of its ``--config`` YAML.
+
+    Attributes:
+        dataset: cifar10, flickr25k or folder (any image folder; see training.datasets for its layouts).
+        data_root: the dataset's folder.
+        protocol: how images split into queries, database and training pool: cifar10-nac, cifar10-i,
+            cifar10-ii, flickr25k or folder; None takes the dataset's own (folder for a folder).
+        split_seed: seed of the protocol's split.
+        queries: queries per class (all queries for flickr25k); None takes the protocol's (for a folder, a
+            tenth of the smallest class, at most 1,000).
+        train_images: training images per class (in all for flickr25k); None takes the protocol's (for a
+            folder, every image that is not a query).
+        arch: encoder: cnn_small (CPU-sized), vgg16_bn, resnet18 or resnet50.
+        bits: code length, a multiple of 8 from 16 to 256.
+        image_size: input size in pixels (images are centre-cropped square and resized).
+        method: objective: nac, nac_mq, simclr, dim or aet.
+        flip_probability: NAC's bit-flip probability p, in (0, 0.5).
+        temperature: SimCLR's softmax temperature.
+        queue_size: NAC-MQ's queue of negative codes.
+        momentum_decay: NAC-MQ's EMA decay of the momentum encoder.
+        l2_weight: NAC-MQ's weight of the squared code norm.
+        epochs: passes over the training images (unused with --time-budget).
+        batch_size: images per step (each yields two augmented views).
+        lr: LARS base learning rate.
+        weight_decay: LARS weight decay.
+        momentum: LARS momentum.
+        trust_coefficient: LARS trust coefficient.
+        warmup_epochs: linear warm-up before the cosine decay; None is 5% of --epochs (of the budget with
+            --time-budget).
+        time_budget: train for this long (90s, 30m, 2h) instead of --epochs: warm-up and decay follow the
+            clock and the run, final evaluation included, ends on time.
+        crop_scale_min: smallest area share of the random resized crop.
+        brightness: colour-jitter strength.
+        contrast: colour-jitter strength.
+        saturation: colour-jitter strength.
+        hue: colour-jitter strength.
+        jitter_probability: chance of colour jitter per view.
+        grayscale_probability: chance of grayscale per view.
+        out_dir: folder for the model, training state and split; a run there resumes unless --no-resume.
+        device: auto (CUDA when available), cpu or cuda.
+        compile: torch.compile the training step.
+        channels_last: train in the channels-last memory format (faster on CPUs and GPUs).
+        precision: auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.
+        seed: seed of weights, batches and augmentations.
+        eval_every: epochs between quick evaluations; 0 evaluates once, at the end.
+        eval_queries: queries of a quick evaluation (the database is always whole).
+        checkpoint_every: epochs between checkpoints.
+        resume: resume from the last checkpoint in --out-dir.
+    """
+
     dataset: str = "cifar10"
     data_root: str = "data/CIFAR-10-images"
-    protocol: str = "cifar10-nac"
+    protocol: str | None = None
     split_seed: int = 0
-    queries: int | None = None  # override the protocol's query count (per class for per-class protocols)
-    train_images: int | None = None  # override the protocol's training-image count, likewise
-    # model
+    queries: int | None = None
+    train_images: int | None = None
     arch: str = "vgg16_bn"
     bits: int = 128
     image_size: int = 32
-    # objective
     method: str = "nac"
     flip_probability: float = 0.4
-    temperature: float = 0.5  # simclr only
-    queue_size: int = 5000  # nac_mq only
-    momentum_decay: float = 0.99  # nac_mq only
-    l2_weight: float = 0.1  # nac_mq only
-    # optimisation (LARS, warm-up then cosine)
+    temperature: float = 0.5
+    queue_size: int = 5000
+    momentum_decay: float = 0.99
+    l2_weight: float = 0.1
     epochs: int = 2000
     batch_size: int = 1000
     lr: float = 3.0
     weight_decay: float = 1e-6
     momentum: float = 0.9
     trust_coefficient: float = 0.001
-    warmup_epochs: int | None = None  # None: 5% of the epochs
-    time_budget: str | None = None  # e.g. 30m or 2h: the schedule follows the clock (training.budget), epochs unused
-    # augmentation
+    warmup_epochs: int | None = None
+    time_budget: str | None = None
     crop_scale_min: float = 0.08
     brightness: float = 0.4
     contrast: float = 0.4
@@ -63,19 +123,20 @@ class TrainConfig:
     hue: float = 0.1
     jitter_probability: float = 0.8
     grayscale_probability: float = 0.2
-    # run
     out_dir: str = "runs/nac"
     device: str = "auto"
     compile: bool = False
     channels_last: bool = True
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or fp32, bf16
+    precision: str = "auto"
     seed: int = 0
-    eval_every: int = 0  # epochs between quick evaluations; 0 evaluates once, at the end
-    eval_queries: int = 1000  # queries used by the quick evaluations (the database is always whole)
+    eval_every: int = 0
+    eval_queries: int = 1000
     checkpoint_every: int = 50
     resume: bool = True
 
     def __post_init__(self) -> None:
+        if self.protocol is None:
+            self.protocol = default_protocol(self.dataset) if self.dataset in LOADERS else "cifar10-nac"
         choices = {"dataset": LOADERS, "protocol": PROTOCOLS, "method": METHODS, "arch": ARCHITECTURES,
                    "precision": PRECISIONS}
         for name, allowed in choices.items():

@@ -6,7 +6,8 @@ Supported layouts:
   python batches (``cifar-10-batches-py/data_batch_1..5, test_batch``); training images come first.
 * ``flickr25k``: MIRFLICKR-25000 (``im1.jpg .. im25000.jpg`` plus ``annotations/<concept>.txt`` listing
   1-based image numbers; the ``*_r1.txt`` strict files are ignored), 24 concepts as multi-hot labels.
-* ``folder``: any folder of images, labelled by class sub-folder when every image sits in one.
+* ``folder``: any folder of images: ``ROOT/<class>/...``, ``ROOT/{train,test}/<class>/...`` (test images are
+  the queries) or unlabelled (trained on and indexed, never scored).
 
 Unreadable or corrupt files are logged, listed in ``ImageSet.skipped`` and left out; they never stop a load.
 """
@@ -26,8 +27,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from nac_hash.images import InvalidImageError, is_image_file, list_images, read_image
-from nac_hash.transforms import square_image
+from nac_hash.images import InvalidImageError, is_image_file, list_images, read_image, square_image
 
 logger = logging.getLogger(__name__)
 
@@ -103,21 +103,55 @@ def _number_key(path: Path) -> tuple[str, int, str]:
     return (str(path.parent), int(match.group(1)) if match else -1, path.name)
 
 
+SPLIT_FOLDERS = ("train", "test")
+
+
+def folder_layout(root: Path, files: Sequence[Path]) -> str:
+    """``split`` (ROOT/{train,test}/<class>/...), ``classes`` (ROOT/<class>/...) or ``unlabelled``."""
+    parts = [p.relative_to(root).parts for p in files]
+    if parts and all(len(q) > 2 and q[0].lower() in SPLIT_FOLDERS for q in parts) and \
+            {q[0].lower() for q in parts} == set(SPLIT_FOLDERS):
+        return "split"
+    if parts and all(len(q) > 1 for q in parts):
+        return "classes"
+    return "unlabelled"
+
+
+def _class_of(parts: tuple[str, ...], layout: str) -> str:
+    return parts[1] if layout == "split" else parts[0]
+
+
 def load_image_folder(root: str | Path, image_size: int) -> ImageSet:
-    """Any folder of images; labels from class sub-folders when every image is in one, else -1."""
+    """Any folder of images, laid out as :func:`folder_layout` detects; unlabelled images get label -1.
+
+    The layout and the classes with their image counts are logged before any image is decoded.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"image folder {root} does not exist")
+        raise DatasetError(f"image folder {root} does not exist (--data-root)")
     files = list_images(root)
-    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
-    labelled = bool(files) and all(len(p.relative_to(root).parts) > 1 for p in files)
+    if not files:
+        raise DatasetError(f"no image files under {root} (--data-root)")
+    layout = folder_layout(root, files)
+    parts = [p.relative_to(root).parts for p in files]
+    classes = sorted({_class_of(q, layout) for q in parts}) if layout != "unlabelled" else []
+    logger.info("%s: %s", root, describe_folder(layout, [_class_of(q, layout) for q in parts] if classes else []))
     images, kept, skipped = decode_files(root, files, image_size)
-    kept_files = [files[i] for i in kept]
     class_id = {name: i for i, name in enumerate(classes)}
-    labels = np.array([class_id[p.relative_to(root).parts[0]] if labelled else -1 for p in kept_files],
-                      dtype=np.int64)
-    return ImageSet(images, labels, classes if labelled else [], [str(p.relative_to(root)) for p in kept_files],
-                    np.zeros(len(kept_files), dtype=bool), skipped, description=f"image folder {root.name}")
+    labels = np.array([class_id[_class_of(parts[i], layout)] if classes else -1 for i in kept], dtype=np.int64)
+    is_test = np.array([layout == "split" and parts[i][0].lower() == "test" for i in kept], dtype=bool)
+    return ImageSet(images, labels, classes, [str(files[i].relative_to(root)) for i in kept], is_test, skipped,
+                    description=f"folder {root.name} ({layout} layout)")
+
+
+def describe_folder(layout: str, class_of_file: Sequence[str]) -> str:
+    """One line: the layout and, for labelled folders, each class with its image count."""
+    if not class_of_file:
+        return f"{layout} layout, no class folders: it can be trained on and indexed, not scored"
+    names, counts = np.unique(np.array(class_of_file), return_counts=True)
+    listing = ", ".join(f"{name} ({count})" for name, count in zip(names, counts, strict=True))
+    where = "ROOT/{train,test}/<class>/" if layout == "split" else "ROOT/<class>/"
+    return f"{layout} layout ({where}), {len(names)} classes: {listing}"
 
 
 def _find_dir(root: Path, marker: Callable[[Path], bool], names: Sequence[str]) -> Path | None:
@@ -137,7 +171,8 @@ def load_cifar10(root: str | Path, image_size: int = 32) -> ImageSet:
     if jpegs is None:
         raise DatasetError(
             f"{root} holds neither the CIFAR-10 JPEG copy (train/ and test/ class folders) nor the python "
-            "batches (data_batch_1 ...); pass --download to fetch the original batches"
+            "batches (data_batch_1 ...); unpack one there, or pass --data-root; "
+            "nac_hash.training.datasets.download_cifar10(ROOT) fetches the original batches"
         )
     return _load_cifar10_jpeg(jpegs, image_size)
 

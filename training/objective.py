@@ -14,9 +14,9 @@ from torch import nn
 
 from nac_hash.loss import AETLoss, DeepInfoMaxLoss, NACLoss, NACMQLoss, NTXentLoss
 from nac_hash.models import HashingModel, ema_update
-from training.augment import random_affine
-from training.config import TrainConfig
-from training.distributed import gather
+from nac_hash.training.augment import random_affine
+from nac_hash.training.config import TrainConfig
+from nac_hash.training.distributed import gather
 
 FEATURE_METHODS = ("dim", "aet")  # learn features only: the code head gets no gradient
 
@@ -53,7 +53,7 @@ class Objective(nn.Module):
         return [p for p in self.loss.parameters() if p.requires_grad]
 
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        """The loss of this rank's views; inputs of the loss are gathered from all ranks (see training.distributed)."""
+        """The loss of this rank's views; the loss gathers its inputs from all ranks (training.distributed)."""
         if self.method == "dim":
             return (self._infomax(model, view1) + self._infomax(model, view2)) / 2
         if self.method == "aet":

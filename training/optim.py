@@ -70,5 +70,5 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 
 def clock_warmup_cosine(optimizer: torch.optim.Optimizer, clock: Callable[[], float], warmup: float) -> LambdaLR:
-    """The same shape on a clock: ``clock()`` gives the elapsed share of a time budget (training.budget)."""
+    """The same shape on a clock: ``clock()`` gives the elapsed share of a time budget (nac_hash.training.budget)."""
     return LambdaLR(optimizer, lambda _step: warmup_cosine_factor(clock(), warmup))

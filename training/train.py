@@ -26,15 +26,15 @@ from nac_hash.inference import encode_images
 from nac_hash.metrics import evaluate_retrieval
 from nac_hash.models import HashingModel
 from nac_hash.provenance import provenance
-from training.augment import augment
-from training.budget import BudgetClock
-from training.config import TrainConfig
-from training.datasets import ImageSet, load_dataset
-from training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
-from training.objective import FEATURE_METHODS, Objective, TrainStep
-from training.optim import LARS, clock_warmup_cosine, warmup_cosine
-from training.precision import training_dtype
-from training.splits import Split, get_protocol, make_split, save_split
+from nac_hash.training.augment import augment
+from nac_hash.training.budget import BudgetClock
+from nac_hash.training.config import TrainConfig
+from nac_hash.training.datasets import ImageSet, load_dataset
+from nac_hash.training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
+from nac_hash.training.objective import FEATURE_METHODS, Objective, TrainStep
+from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
+from nac_hash.training.precision import training_dtype
+from nac_hash.training.splits import Split, get_protocol, make_split, save_split
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def optimize(run: Run, step: torch.nn.Module, view1: torch.Tensor, view2: torch.
 def train(config: TrainConfig, progress: bool = True) -> Path:
     """Train a model as ``config`` says; returns the path of the final model checkpoint.
 
-    Under torchrun each process trains on its share of every batch (see :mod:`training.distributed`).
+    Under torchrun each process trains on its share of every batch (see :mod:`nac_hash.training.distributed`).
     """
     world, device = init_world(resolve_device(config.device))
     try:

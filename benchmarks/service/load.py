@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index_data.benchmark import grow_codes, synthetic_index
 from nac_hash.atomic import write_json
+from nac_hash.index_data.benchmark import grow_codes, synthetic_index
+from nac_hash.index_data.store import IndexStore
 from nac_hash.provenance import provenance
-from nac_hash.store import IndexStore
 
 SCRIPT = Path(__file__).with_name("search.lua")
 

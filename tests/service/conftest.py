@@ -1,4 +1,4 @@
-"""A small real index and the service running on loopback with uvicorn, for tests that need a live server."""
+"""The service on loopback with uvicorn, serving the shared ``index`` fixture, for tests that need a live server."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from index_data.config import IndexOptions
-from index_data.indexer import build
-from service.app import create_app
-from service.settings import Settings
-
-
-@pytest.fixture
-def index(class_folders: Path, tmp_path: Path) -> Path:
-    build([class_folders], tmp_path / "index", IndexOptions(progress=False))
-    return tmp_path / "index"
+from nac_hash.service.app import create_app
+from nac_hash.service.settings import Settings
 
 
 def free_port() -> int:

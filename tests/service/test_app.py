@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from index_data.indexer import info
-from service.app import create_app
-from service.settings import Settings
+from nac_hash.index_data.indexer import info
+from nac_hash.service.app import create_app
+from nac_hash.service.settings import Settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from index_data.indexer import info
+from nac_hash.index_data.indexer import info
 
 SEARCHERS, ADDERS, PER_ADDER, DELETED = 4, 3, 8, list(range(1, 13))
 

@@ -6,11 +6,13 @@ The operations are driven with Hypothesis directly: schemathesis's pytest plugin
 from __future__ import annotations
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 
+@pytest.mark.slow
 def test_no_generated_request_causes_a_server_error(live_server: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

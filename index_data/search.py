@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nac_hash.catalog import Item
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
-from nac_hash.index import CodeIndex, set_threads
+from nac_hash.index_data.catalog import Item
+from nac_hash.index_data.index import CodeIndex, set_threads
+from nac_hash.index_data.search_params import SearchParams
+from nac_hash.index_data.store import IndexStore
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
-from nac_hash.search_params import SearchParams
-from nac_hash.store import IndexStore
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from nac_hash.catalog import Catalog, CatalogError
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
-from nac_hash.index import CodeIndex, build_index, load_index_file
-from nac_hash.milvus_index import MilvusIndex, drop_unless_shared
+from nac_hash.index_data.catalog import Catalog, CatalogError
+from nac_hash.index_data.index import CodeIndex, build_index, load_index_file
+from nac_hash.index_data.milvus_index import MilvusIndex, drop_unless_shared
+from nac_hash.index_data.search_params import SearchParams
 from nac_hash.models import HashingModel
-from nac_hash.search_params import SearchParams
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import write_json
-from nac_hash.search_params import SearchParams
+from nac_hash.index_data.search_params import SearchParams
 
 MILVUS_TYPES = {"milvus": "BIN_FLAT", "milvus-ivf": "BIN_IVF_FLAT"}
 MAX_LIMIT = 16384  # Milvus's largest top-k
@@ -46,7 +46,7 @@ def _client(uri: str):  # -> pymilvus.MilvusClient
 
 
 class MilvusIndex:
-    """One Milvus collection of codes, searched like a :class:`~nac_hash.index.HammingIndex`."""
+    """One Milvus collection of codes, searched like a :class:`~nac_hash.index_data.index.HammingIndex`."""
 
     def __init__(self, uri: str, collection: str, bits: int, params: SearchParams | None = None) -> None:
         self.uri, self.collection, self.bits = uri, collection, bits

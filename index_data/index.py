@@ -19,8 +19,8 @@ import numpy as np
 
 from nac_hash.atomic import atomic_path
 from nac_hash.codes import validate_bits
-from nac_hash.milvus_index import MilvusIndex, parse_milvus_type
-from nac_hash.search_params import SearchParams
+from nac_hash.index_data.milvus_index import MilvusIndex, parse_milvus_type
+from nac_hash.index_data.search_params import SearchParams
 
 INDEX_TYPES = ("flat", "ivf", "hnsw", "multihash")
 

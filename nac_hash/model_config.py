@@ -1,0 +1,44 @@
+"""What a model is: architecture, code length, input size and normalisation, stored in every checkpoint.
+
+Kept apart from :mod:`nac_hash.models` so that configurations and command-line help load without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from nac_hash.codes import validate_bits
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+ARCHITECTURES = ("vgg16_bn", "resnet18", "resnet50", "cnn_small")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and its input transform, stored in every checkpoint."""
+
+    arch: str = "vgg16_bn"
+    bits: int = 128
+    image_size: int = 32
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+    inference_head: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        validate_bits(self.bits)
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16 pixels, got {self.image_size}")
+        # JSON gives lists back; keep tuples so configs compare equal after a round trip.
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @property
+    def small_stem(self) -> bool:
+        """ResNets on images up to 64 px use a 3x3 stride-1 first conv and no max-pool."""
+        return self.image_size <= 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,92 @@
+"""The packages import one way: core <- training, index_data <- service <- the command line.
+
+Every import in the source, at module level or inside a function, is checked against that direction, and
+the wheel is checked to claim no top-level import name but ``nac_hash``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+# Layer of each source folder -> the layers its modules may import (besides itself).
+ALLOWED = {
+    "core": set(),
+    "training": {"core"},
+    "index_data": {"core"},
+    "service": {"core", "index_data"},
+    "cli": {"core", "training", "index_data", "service"},
+}
+FOLDERS = {"nac_hash": "core", "training": "training", "index_data": "index_data", "service": "service"}
+
+
+def layer_of_module(name: str) -> str | None:
+    """``nac_hash.training.train`` -> training; ``nac_hash.models`` -> core; non-project modules -> None."""
+    parts = name.split(".")
+    if parts[0] != "nac_hash":
+        return None
+    if len(parts) > 1 and parts[1] in ("training", "index_data", "service"):
+        return parts[1]
+    return "cli" if parts[1:2] == ["cli"] else "core"
+
+
+def layer_of_file(path: Path) -> str:
+    relative = path.relative_to(REPO)
+    return "cli" if relative.as_posix() == "nac_hash/cli.py" else FOLDERS[relative.parts[0]]
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.append((node.lineno, node.module))
+    return modules
+
+
+def source_files() -> list[Path]:
+    return sorted(p for folder in FOLDERS for p in (REPO / folder).rglob("*.py"))
+
+
+def test_every_import_follows_the_layers():
+    wrong = []
+    for path in source_files():
+        layer = layer_of_file(path)
+        for line, module in imported_modules(path):
+            target = layer_of_module(module)
+            if target is not None and target != layer and target not in ALLOWED[layer]:
+                wrong.append(f"{path.relative_to(REPO)}:{line} ({layer}) imports {module} ({target})")
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def test_the_layer_check_catches_a_wrong_import():
+    assert layer_of_module("nac_hash.service.app") == "service"
+    assert "service" not in ALLOWED[layer_of_file(REPO / "nac_hash" / "models.py")]
+    assert "training" not in ALLOWED[layer_of_file(REPO / "index_data" / "indexer.py")]
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys; from nac_hash.cli import build_parser; build_parser(); "
+            "print(sorted({'torch', 'faiss', 'fastapi'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_wheel_claims_only_the_nac_hash_import_name(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True)
+    (wheel,) = tmp_path.glob("nac_hash-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top_level == {"nac_hash"}
+    for expected in ("nac_hash/training/train.py", "nac_hash/index_data/search.py", "nac_hash/service/app.py",
+                     "nac_hash/service/static/index.html", "nac_hash/assets/default.safetensors"):
+        assert expected in names
