@@ -265,6 +265,17 @@ class Catalog:
                 found.update({row[-1]: Item(*row) for row in rows})
             return found
 
+    def codes_of(self, ids: Iterable[int]) -> dict[int, bytes]:
+        """id -> packed code for the ids that exist."""
+        ids = [int(i) for i in ids]
+        with self._reading() as db:
+            found = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = db.execute(f"SELECT id, code FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                found.update(dict(rows))
+            return found
+
     def code(self, item_id: int) -> bytes | None:
         """The packed code of one item, or None when there is no such item."""
         with self._reading() as db:

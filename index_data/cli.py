@@ -68,26 +68,29 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> None:
+    from nac_hash.codes import pack_codes
     from nac_hash.images import read_image
     from nac_hash.index_data.search import Searcher
 
     searcher = Searcher.open(args.index, args.checkpoint, mmap=args.mmap, threads=args.threads,
                              params=SearchParams(**set_fields(SearchParams, args)))
     size = searcher.model.config.image_size
-    codes = searcher.encode([read_image(Path(image), size) for image in args.images])
+    logits = searcher.embed([read_image(Path(image), size) for image in args.images])
+    codes = pack_codes(logits)
     if args.radius is not None:
-        results = searcher.radius_search(codes, args.radius)
+        results = searcher.radius_search(codes, args.radius, logits)
     else:
-        results = searcher.search(codes, args.k, args.max_distance)
+        results = searcher.search(codes, args.k, args.max_distance, logits)
     if args.json:
         print(json.dumps([{"query": str(q), "hits": [{"id": h.id, "distance": h.distance,
                                                        **h.item.to_dict()} for h in hits]}
                           for q, hits in zip(args.images, results, strict=True)], indent=2))
         return
+    print(f"{'rank':>6}  {'distance':>8}  file")
     for query, hits in zip(args.images, results, strict=True):
         print(f"{query}:")
         for rank, hit in enumerate(hits, 1):
-            print(f"  {rank:4d}  {hit.distance:3d}  {hit.item.file}")
+            print(f"{rank:>6}  {hit.distance:>8}  {hit.item.file}")
 
 
 def add_index_commands(commands: argparse._SubParsersAction) -> None:

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from nac_hash.atomic import fsync_file, write_json
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
@@ -40,6 +39,7 @@ from nac_hash.index_data.store import (
 )
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
+from nac_hash.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
     known = {root: catalog.known_files(root) for root in {str(r) for r, _ in files}}
     size = model.config.image_size
     new, changed = [], []
-    bar = tqdm(total=len(files), desc="index", unit="img", disable=not options.progress)
+    bar = progress_bar(total=len(files), desc="index", unit="img", disable=not options.progress)
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
         for chunk in _chunks(files, options.batch_size):
             reads = list(pool.map(lambda rf: _read(rf[0], rf[1], known[str(rf[0])], size, options), chunk))

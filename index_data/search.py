@@ -3,6 +3,12 @@
 A :class:`Searcher` holds an index directory's catalog, its FAISS index and the model that encodes queries.
 It answers batches of queries, given as images or as packed codes, with item metadata, by top-k or by
 Hamming radius.
+
+Hits at equal Hamming distance are ordered by a second key, never by item id (which follows folder order):
+for an image query, by how strongly its real-valued pre-activations agree with the hit's bits (the
+asymmetric score sum_j a_j * (2 b_j - 1), higher first); for a query given as a code, by a fixed hash of the
+item id (a seeded shuffle). To pick ties at the k-th place by that key too, top-k fetches ``TIE_OVERFETCH``
+times k candidates.
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nac_hash.codes import pack_codes, unpack_bits
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.index import CodeIndex, set_threads
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import IndexStore
-from nac_hash.inference import encode_images
+from nac_hash.inference import code_logits
 from nac_hash.models import HashingModel
+
+TIE_OVERFETCH = 4
+_GOLDEN = 0x9E3779B97F4A7C15  # multiplier of Fibonacci hashing: spreads consecutive ids
 
 
 @dataclass(frozen=True)
@@ -103,31 +113,58 @@ class Searcher:
 
     def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits / 8) packed codes."""
-        return encode_images(self._model(), np.asarray(images, dtype=np.uint8))
+        return pack_codes(self.embed(images))
+
+    def embed(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 images -> (N, bits) real-valued pre-activations; their signs are the codes."""
+        return code_logits(self._model(), np.asarray(images, dtype=np.uint8))
 
     def _model(self) -> HashingModel:
         if self.model is None:
             raise ValueError("this searcher was opened without a model; it can only search by code")
         return self.model
 
-    def search(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None) -> list[list[Hit]]:
-        """The ``k`` nearest items of each query code (nearest first), optionally only within ``max_distance``."""
-        distances, ids = self.index.search(codes, k)
+    def search(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None,
+               logits: np.ndarray | None = None) -> list[list[Hit]]:
+        """The ``k`` nearest items of each query code (nearest first), optionally only within ``max_distance``.
+
+        ``logits``, the queries' pre-activations (:meth:`embed`; a row of NaN for a query given as a code),
+        order hits at equal distance.
+        """
+        distances, ids = self.index.search(codes, k * TIE_OVERFETCH)
         keep = ids >= 0
         if max_distance is not None:
             keep &= distances <= max_distance
-        return self._hits([(d[m], i[m]) for d, i, m in zip(distances, ids, keep, strict=True)])
+        return self._hits([(d[m], i[m]) for d, i, m in zip(distances, ids, keep, strict=True)], logits, k)
 
-    def radius_search(self, codes: np.ndarray, radius: int) -> list[list[Hit]]:
+    def radius_search(self, codes: np.ndarray, radius: int, logits: np.ndarray | None = None) -> list[list[Hit]]:
         """Every item within Hamming distance ``radius`` of each query code, nearest first."""
-        return self._hits(self.index.range_search(codes, radius))
+        return self._hits(self.index.range_search(codes, radius), logits)
 
     def items(self, ids: Sequence[int]) -> dict[int, Item]:
         return self.store.catalog.items(ids)
 
-    def _hits(self, results: list[tuple[np.ndarray, np.ndarray]]) -> list[list[Hit]]:
-        """Attach metadata; an id whose row is gone was deleted after this index was loaded, so it is dropped."""
+    def _hits(self, results: list[tuple[np.ndarray, np.ndarray]], logits: np.ndarray | None = None,
+              k: int | None = None) -> list[list[Hit]]:
+        """Order ties, keep ``k``, attach metadata; an id whose row is gone was deleted after this index was
+        loaded, so it is dropped."""
+        usable = [logits is not None and not np.isnan(logits[q]).any() for q in range(len(results))]
+        results = [self._order_ties(ds, ids, logits[q] if usable[q] else None) for q, (ds, ids) in enumerate(results)]
+        results = [(ds[:k], ids[:k]) for ds, ids in results]
         items = self.items({int(i) for _, ids in results for i in ids})
         return [[Hit(int(i), int(d), items[int(i)]) for d, i in zip(ds, ids, strict=True) if int(i) in items]
                 for ds, ids in results]
+
+    def _order_ties(self, distances: np.ndarray, ids: np.ndarray,
+                    logits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Sort by distance, then by the second key of the module docstring."""
+        if logits is None:
+            second = (ids.astype(np.uint64) * np.uint64(_GOLDEN)).astype(np.float64)
+        else:
+            found = self.store.catalog.codes_of(ids.tolist())
+            width = self.bits // 8
+            codes = np.frombuffer(b"".join(found.get(int(i), bytes(width)) for i in ids), np.uint8).reshape(-1, width)
+            second = -(unpack_bits(codes).astype(np.float32) * 2 - 1) @ logits
+        order = np.lexsort((second, distances))
+        return distances[order], ids[order]
 

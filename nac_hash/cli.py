@@ -108,15 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="score a checkpoint on a retrieval protocol")
     evaluate.add_argument("checkpoint", nargs="?",
                           help="model .safetensors (default: the packaged default model)")
-    evaluate.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii or flickr25k "
+    evaluate.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii, flickr25k or folder "
                           "(default: the checkpoint's)")
-    evaluate.add_argument("--dataset", help="cifar10, flickr25k or folder (default: the protocol's)")
-    evaluate.add_argument("--data-root", help="dataset folder (default: data/CIFAR-10-images)")
+    evaluate.add_argument("--dataset", help="cifar10, flickr25k or folder (default: the checkpoint's)")
+    evaluate.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
     evaluate.add_argument("--split-seed", type=int, help="(default: the checkpoint's)")
-    evaluate.add_argument("--baselines", default="", help="comma-separated baselines to score too: lsh")
+    evaluate.add_argument("--baselines", default="", help="comma-separated baselines to score on the same split: "
+                          "lsh, itq, phash (default: none)")
     evaluate.add_argument("--out", type=Path, help="results JSON (default: results/<checkpoint>-<protocol>.json)")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    evaluate.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default: %(default)s)")
     evaluate.set_defaults(run=_eval)
 
     export = commands.add_parser("export", help="write an fp16, inference-only copy of a checkpoint")
@@ -131,18 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP search service and web page")
     serve.add_argument("--index", type=Path, help="index directory (default: $NAC_HASH_INDEX)")
     serve.add_argument("--checkpoint", type=Path, help="(default: the index's own model)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--threads", type=int, help="FAISS search threads")
     serve.add_argument("--mmap", action="store_true", help="memory-map a flat index read-only")
     serve.set_defaults(run=_serve)
 
-    bench = commands.add_parser("bench", help="benchmarks: indexing and search speed")
+    bench = commands.add_parser("bench", help="benchmarks: map (retrieval quality), index (indexing speed), "
+                                "search (search speed)")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
     bench_map = benchmarks.add_parser("map", help="retrieval quality of several methods on one split")
-    bench_map.add_argument("--dataset", help="cifar10 or flickr25k (default: the protocol's)")
-    bench_map.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii or flickr25k (default: "
-                           "cifar10-nac for cifar10, flickr25k for flickr25k)")
+    bench_map.add_argument("--dataset", help="cifar10, flickr25k or folder (default: cifar10)")
+    bench_map.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii, flickr25k or folder (default: "
+                           "the dataset's)")
     bench_map.add_argument("--root", default="data/CIFAR-10-images", help="dataset folder")
     bench_map.add_argument("--bits", default="128", help="comma-separated code lengths (pHash is always 64)")
     bench_map.add_argument("--methods", default="nac,lsh,itq,phash",

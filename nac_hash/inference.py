@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nac_hash.codes import pack_codes
 from nac_hash.models import HashingModel
+from nac_hash.progress import progress_bar
 from nac_hash.transforms import model_input
 
 
@@ -39,10 +39,16 @@ def encode_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Ten
     return np.concatenate(codes) if codes else np.zeros((0, model.config.bits // 8), dtype=np.uint8)
 
 
+def code_logits(model: HashingModel, images: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 images -> (N, D) float32 code pre-activations; their signs are the codes."""
+    logits = _map_batches(model, [images], lambda h: model.code_logits(h).float().cpu().numpy())
+    return logits[0] if logits else np.zeros((0, model.config.bits), dtype=np.float32)
+
+
 def _batches(images: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:
     starts = range(0, len(images), batch_size)
     batches = (images[i : i + batch_size] for i in starts)
-    return tqdm(batches, total=len(starts), desc=desc, unit="batch") if progress else batches
+    return progress_bar(batches, total=len(starts), desc=desc, unit="batch") if progress else batches
 
 
 def encode_images(model: HashingModel, images: np.ndarray, batch_size: int = 500,

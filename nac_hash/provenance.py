@@ -32,11 +32,22 @@ def hardware(device: torch.device | None = None) -> dict:
     return info
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nac-hash")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def provenance(device: torch.device | None = None) -> dict:
+    """Command, commit (or, outside a checkout, the package version), hardware and time of a result."""
     return {
         "command": shlex.join(["nac-hash", *sys.argv[1:]]) if Path(sys.argv[0]).name == "nac-hash"
         else shlex.join([sys.executable, *sys.argv]),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(Path(__file__).parent),
+        "package_version": package_version(),
         "hardware": hardware(device),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

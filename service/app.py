@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
+from nac_hash.codes import pack_codes
 from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
 from nac_hash.index_data.catalog import ItemNotFoundError
@@ -111,9 +112,13 @@ def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def _query_code(service: SearchService, query: Query, stages: Stages) -> np.ndarray:
+Encoded = tuple[np.ndarray, np.ndarray]  # packed codes, and pre-activations (NaN for queries given as codes)
+
+
+def _query_code(service: SearchService, query: Query, stages: Stages) -> Encoded:
     if query.code is not None:
-        return parse_hex_code(query.code, service.searcher.bits)
+        return (parse_hex_code(query.code, service.searcher.bits),
+                np.full((1, service.searcher.bits), np.nan, np.float32))
     try:
         data = base64.b64decode(query.image_base64 or "", validate=True)
     except (binascii.Error, ValueError) as e:
@@ -123,19 +128,21 @@ def _query_code(service: SearchService, query: Query, stages: Stages) -> np.ndar
     return _encode(service, data, stages)
 
 
-def _encode(service: SearchService, data: bytes, stages: Stages) -> np.ndarray:
+def _encode(service: SearchService, data: bytes, stages: Stages) -> Encoded:
     with stages.stage("decode"):
         pixels = service.decode(data)
     with stages.stage("encode"):
-        return service.searcher.encode([pixels])
+        logits = service.searcher.embed([pixels])
+    return pack_codes(logits), logits
 
 
-def _search(service: SearchService, codes: np.ndarray, k: int, max_distance: int | None,
+def _search(service: SearchService, queries: Encoded, k: int, max_distance: int | None,
             stages: Stages) -> list[SearchResult]:
     if k > service.settings.max_k:
         raise HTTPException(422, f"k must be at most {service.settings.max_k}")
+    codes, logits = queries
     with stages.stage("search"):
-        results = service.searcher.search(codes, k, max_distance)
+        results = service.searcher.search(codes, k, max_distance, logits)
     return [SearchResult(query_code=code_to_hex(code), hits=[HitOut.of(h) for h in hits])
             for code, hits in zip(codes, results, strict=True)]
 
@@ -211,23 +218,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except ValidationError as e:
                 raise RequestValidationError(e.errors()) from e
             data = _read_upload(upload, settings.max_upload_bytes)
-            codes = await run_in_threadpool(_encode, service, data, stages)
+            queries = await run_in_threadpool(_encode, service, data, stages)
         else:
             try:
                 body = SearchRequest.model_validate_json(await request.body())
             except ValidationError as e:
                 raise RequestValidationError(e.errors()) from e
             options = body
-            codes = await run_in_threadpool(_query_code, service, body, stages)
-        results = await run_in_threadpool(_search, service, codes, options.k, options.max_distance, stages)
+            queries = await run_in_threadpool(_query_code, service, body, stages)
+        results = await run_in_threadpool(_search, service, queries, options.k, options.max_distance, stages)
         return SearchResponse(**results[0].model_dump(), timings=stages.timings)
 
     @app.post("/search/batch", response_model=BatchSearchResponse)
     def search_batch(body: BatchSearchRequest, service: Service) -> BatchSearchResponse:
         """Neighbours of up to 256 queries, each an image as base64 or a hex code."""
         stages = Stages(metrics)
-        codes = np.concatenate([_query_code(service, query, stages) for query in body.queries])
-        return BatchSearchResponse(results=_search(service, codes, body.k, body.max_distance, stages),
+        encoded = [_query_code(service, query, stages) for query in body.queries]
+        queries = (np.concatenate([c for c, _ in encoded]), np.concatenate([lg for _, lg in encoded]))
+        return BatchSearchResponse(results=_search(service, queries, body.k, body.max_distance, stages),
                                    timings=stages.timings)
 
     @app.get("/items/{item_id}", response_model=ItemWithCode, responses={404: {"model": Problem}})

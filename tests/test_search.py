@@ -9,7 +9,8 @@ import pytest
 
 from nac_hash.checkpoint import default_checkpoint, save_checkpoint
 from nac_hash.cli import main
-from nac_hash.codes import hamming_distance
+from nac_hash.codes import hamming_distance, pack_codes, unpack_bits
+from nac_hash.images import read_image
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.indexer import add, build
 from nac_hash.index_data.search import Searcher, code_to_hex, parse_hex_code
@@ -82,7 +83,8 @@ def test_cli_search_prints_ranked_neighbours(index, class_folders, capsys):
     assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
     assert main(["search", str(index), str(query), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{query}:" and len(lines) == 3 and str(class_folders) in lines[1]
+    assert lines[0].split() == ["rank", "distance", "file"]
+    assert lines[1] == f"{query}:" and len(lines) == 4 and str(class_folders) in lines[2]
 
 
 def test_cli_index_commands_and_user_errors(index, class_folders, tmp_path, capsys):
@@ -131,3 +133,31 @@ def test_reads_do_not_wait_for_an_open_write_transaction(index):
         release.set()
         thread.join()
     assert catalog.count() == 33
+
+
+def test_ties_are_ordered_by_the_asymmetric_score_for_images_and_shuffled_for_codes(class_folders, tmp_path):
+    build([class_folders], tmp_path / "index", OPTIONS)
+    searcher = Searcher.open(tmp_path / "index")
+    images = [read_image(path, 32) for path in sorted(class_folders.rglob("*.png"))[:3]]
+    logits = searcher.embed(images)
+    codes = pack_codes(logits)
+    tie_groups = 0
+    for q, hits in enumerate(searcher.search(codes, k=36, logits=logits)):
+        hit_codes = np.stack([np.frombuffer(searcher.store.catalog.code(h.id), np.uint8) for h in hits])
+        scores = (unpack_bits(hit_codes).astype(np.float32) * 2 - 1) @ logits[q]
+        distances = np.array([h.distance for h in hits])
+        np.testing.assert_array_equal(distances, hamming_distance(codes[q : q + 1], hit_codes)[0])
+        for a in range(len(hits) - 1):
+            assert distances[a] < distances[a + 1] or scores[a] >= scores[a + 1] - 1e-5
+        tie_groups += int((np.bincount(distances) >= 3).sum())
+    assert tie_groups > 0  # the check above had ties to order
+
+    by_code = searcher.search(codes, k=36)
+    assert by_code == searcher.search(codes, k=36)  # deterministic
+    in_id_order = []
+    for hits in by_code:
+        for d in {h.distance for h in hits}:
+            ids = [h.id for h in hits if h.distance == d]
+            if len(ids) >= 3:
+                in_id_order.append(ids == sorted(ids))
+    assert in_id_order and not all(in_id_order)  # ties are not listed in folder (id) order

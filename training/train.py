@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from nac_hash.atomic import atomic_path
 from nac_hash.checkpoint import save_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.metrics import evaluate_retrieval
 from nac_hash.models import HashingModel
+from nac_hash.progress import progress_bar
 from nac_hash.provenance import provenance
 from nac_hash.training.augment import augment
 from nac_hash.training.budget import BudgetClock
@@ -203,7 +203,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         logger.info("training %s/%s on %d images (%s) for %s, %d steps/epoch on %s x %d", config.method,
                     config.arch, len(images), data.description, length, steps_per_epoch, device, world.size)
 
-    bar = tqdm(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
+    bar = progress_bar(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
                disable=not progress, unit="step")
     run.model.train()
     while agree(world, run.keeps_training()):
