@@ -50,7 +50,7 @@ def profile(config: TrainConfig, steps: int, warmup: int = 3) -> dict:
     for step in range(warmup + steps):
         _synchronize(device)
         start = time.perf_counter()
-        views = two_views(images, config)
+        views = two_views(images, config, run.model.config)
         _synchronize(device)
         middle = time.perf_counter()
         optimize(run, step_module, *views)

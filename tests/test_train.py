@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 from safetensors.torch import load_file
 
 import nac_hash.training.train
@@ -23,6 +25,10 @@ def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_fold
     assert main(train_args(class_folders, out, epochs=2)) == 0
     sidecar = json.loads((out / "model.json").read_text())
     assert sidecar["model"]["arch"] == "cnn_small" and sidecar["model"]["bits"] == 16
+    # A folder's model is normalised with its own training images' statistics, not CIFAR-10's.
+    pixels = np.stack([np.asarray(Image.open(p)) for p in class_folders.rglob("*.png")]) / 255
+    np.testing.assert_allclose(sidecar["model"]["mean"], pixels.mean(axis=(0, 1, 2)), atol=0.05)
+    np.testing.assert_allclose(sidecar["model"]["std"], pixels.std(axis=(0, 1, 2)), rtol=0.2)
     assert sidecar["epochs_completed"] == 2 and sidecar["split_seed"] == 0
     assert [h["epoch"] for h in sidecar["history"]] == [1, 2]
     assert {"command", "git_commit", "hardware"} <= sidecar.keys()

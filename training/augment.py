@@ -1,6 +1,7 @@
 """SimCLR/NAC augmentations as batched tensor ops, so they run on the GPU beside the model.
 
-Input is a (N, 3, H, W) uint8 batch already on the device; output is the normalised float batch. Each image
+Input is a (N, 3, H, W) uint8 batch already on the device; output is a float batch in [0, 1] (the caller
+normalises it with the model's statistics, as :func:`nac_hash.transforms.model_input` does at inference). Each image
 draws its own crop, flip, jitter factors and coin flips. One simplification against torchvision: the order
 of the four colour-jitter operations is drawn once per batch rather than once per image.
 """
@@ -13,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from nac_hash.training.config import AugmentConfig
-from nac_hash.transforms import normalize
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -117,7 +117,7 @@ def color_jitter(images: torch.Tensor, config: AugmentConfig,
 
 
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, 3, H, W) uint8 batch -> one randomly augmented, normalised float32 view of each image."""
+    """(N, 3, H, W) uint8 batch -> one randomly augmented float32 view of each image, in [0, 1]."""
     n, _, height, width = images.shape
     device = images.device
     x = images.float() / 255.0
@@ -128,7 +128,7 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     x = torch.where(jitter, color_jitter(x, config, generator), x)
     gray = _per_image(torch.rand(n, device=device, generator=generator) < config.grayscale_probability)
     x = torch.where(gray, grayscale(x).expand_as(x), x)
-    return normalize(x, config.mean, config.std)
+    return x
 
 
 def random_affine(images: torch.Tensor, max_rotation: float = math.pi, scale: tuple[float, float] = (0.7, 1.3),

@@ -7,7 +7,6 @@ are scored on the same split in the same file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -16,12 +15,29 @@ from nac_hash.atomic import write_json
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.provenance import provenance
-from nac_hash.training.config import TrainConfig
 from nac_hash.training.scoring import check_baselines, load_scoring_data, score_baseline, score_codes
 from nac_hash.training.splits import default_protocol, save_split
 from nac_hash.training.train import resolve_device
 
 logger = logging.getLogger(__name__)
+
+
+DEFAULT_DATA_ROOT = "data/CIFAR-10-images"
+
+
+def _recorded_data(sidecar: dict, dataset: str | None, protocol: str | None) -> dict:
+    """What the checkpoint records of its data and split, for the fields the options leave open.
+
+    Only the dataset is kept when the options name another dataset or protocol: the recorded folder and split
+    sizes belong to the recorded data.
+    """
+    recorded = {"dataset": "cifar10", **sidecar.get("training", {}), **sidecar}
+    recorded = {k: recorded.get(k) for k in ("dataset", "data_root", "protocol", "split_seed", "queries",
+                                               "train_images") if recorded.get(k) is not None}
+    if (dataset or recorded["dataset"]) != recorded["dataset"] or (protocol or recorded.get("protocol")) != \
+            recorded.get("protocol"):
+        return {"dataset": recorded["dataset"], "split_seed": recorded.get("split_seed", 0)}
+    return recorded
 
 
 def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = None, dataset: str | None = None,
@@ -36,12 +52,12 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
     started = time.perf_counter()
     torch_device = resolve_device(device)
     model, sidecar = load_checkpoint(checkpoint, torch_device)
-    trained = {**dataclasses.asdict(TrainConfig()), **sidecar.get("training", {})}
-    dataset = dataset or sidecar.get("dataset", trained["dataset"])
-    seed = split_seed if split_seed is not None else sidecar.get("split_seed", trained["split_seed"])
-    scoring = load_scoring_data(dataset, data_root or trained["data_root"],
-                                protocol or sidecar.get("protocol") or default_protocol(dataset), seed,
-                                model.config.image_size, trained.get("queries"), trained.get("train_images"))
+    recorded = _recorded_data(sidecar, dataset, protocol)
+    dataset = dataset or recorded["dataset"]
+    seed = split_seed if split_seed is not None else recorded.get("split_seed", 0)
+    scoring = load_scoring_data(dataset, data_root or recorded.get("data_root", DEFAULT_DATA_ROOT),
+                                protocol or recorded.get("protocol") or default_protocol(dataset), seed,
+                                model.config.image_size, recorded.get("queries"), recorded.get("train_images"))
     out = Path(out)
     split_path = out.with_name(out.stem + ".split.npz")
     save_split(scoring.split, split_path)

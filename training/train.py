@@ -23,6 +23,7 @@ from nac_hash.atomic import atomic_path
 from nac_hash.checkpoint import save_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.metrics import evaluate_retrieval
+from nac_hash.model_config import CIFAR10_MEAN, CIFAR10_STD, ModelConfig
 from nac_hash.models import HashingModel
 from nac_hash.progress import progress_bar
 from nac_hash.provenance import provenance
@@ -35,6 +36,7 @@ from nac_hash.training.objective import FEATURE_METHODS, Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
 from nac_hash.training.precision import training_dtype
 from nac_hash.training.splits import Split, get_protocol, make_split, save_split
+from nac_hash.transforms import normalize
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,9 @@ class Run:
 
 
 def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int, world: World | None = None,
-              clock: BudgetClock | None = None) -> Run:
-    model = sync_batch_norm(HashingModel(config.model_config()), world or World(), device).to(device)
+              clock: BudgetClock | None = None, model_config: ModelConfig | None = None) -> Run:
+    model_config = model_config or config.model_config()
+    model = sync_batch_norm(HashingModel(model_config), world or World(), device).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(config, model).to(device)
@@ -140,11 +143,13 @@ def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, 
             "distinct_codes": metrics.distinct_database_codes}
 
 
-def two_views(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent augmentations of a uint8 batch, in the memory format the model trains in."""
+def two_views(batch: torch.Tensor, config: TrainConfig, model_config: ModelConfig,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent augmentations of a uint8 batch, normalised with the model's statistics, in the memory
+    format the model trains in."""
     augment_config = config.augment_config()
-    views = [augment(batch, augment_config, generator) for _ in range(2)]
+    views = [normalize(augment(batch, augment_config, generator), model_config.mean, model_config.std)
+             for _ in range(2)]
     if config.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     return views[0], views[1]
@@ -182,14 +187,19 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(config.dataset, config.data_root, config.image_size)
     protocol = get_protocol(config.protocol)
-    split = make_split(protocol, data.labels, data.is_test, config.split_seed, config.queries, config.train_images)
+    split = make_split(protocol, data.labels, data.is_test, config.split_seed, config.queries, config.train_images,
+                       data.class_names)
+    logger.info("%s, protocol %s: %d queries, %d database images, %d training images", data.description,
+                protocol.name, len(split.query), len(split.database), len(split.train))
     if world.is_main:
         save_split(split, out / "split.npz")
     images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
     batch_size = min(config.batch_size, len(images))
     rows = local_slice(world, batch_size)
     steps_per_epoch = len(images) // batch_size
-    run = build_run(config, device, steps_per_epoch, world, clock)
+    # CIFAR-10 keeps its published statistics; any other data is normalised with its training images' own.
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if config.dataset == "cifar10" else image_statistics(images)
+    run = build_run(config, device, steps_per_epoch, world, clock, config.model_config(mean, std))
     run.origin = provenance(device)
     if config.resume and (out / STATE_FILE).is_file():
         load_state(run, out / STATE_FILE)
@@ -218,7 +228,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         started = time.perf_counter()
         for step in range(steps_per_epoch):
             batch = images[order[step * batch_size : (step + 1) * batch_size][rows]]
-            loss = optimize(run, step_module, *two_views(batch, config, generator))
+            loss = optimize(run, step_module, *two_views(batch, config, run.model.config, generator))
             bar.update()
             if step == steps_per_epoch - 1 or step % 10 == 0:
                 bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
@@ -240,6 +250,20 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
             save_model(run, out / MODEL_FILE)  # again, now with the evaluation in its history
     bar.close()
     return out / MODEL_FILE
+
+
+def image_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std, in [0, 1] units, of (N, 3, H, W) uint8 images."""
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for chunk in images.split(4096):  # in chunks: a float copy of 50,000 images would take 1.2 GB
+        pixels = chunk.to("cpu", torch.float64).div_(255).transpose(0, 1).reshape(3, -1)
+        total += pixels.sum(dim=1)
+        squares += pixels.square().sum(dim=1)
+    count = images.numel() / 3
+    mean = total / count
+    std = (squares / count - mean.square()).clamp(min=1e-6).sqrt()  # a constant channel must not divide by 0
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def evaluation_size(split: Split, config: TrainConfig) -> int:
