@@ -89,9 +89,10 @@ def _serve(args: argparse.Namespace) -> None:
     from nac_hash.service.settings import Settings
 
     overrides = {"index": args.index, "checkpoint": args.checkpoint, "threads": args.threads,
-                 "mmap": args.mmap or None}
+                 "mmap": args.mmap or None, "host": args.host, "port": args.port,
+                 "allow_open_writes": args.allow_open_writes or None}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP search service and web page")
     serve.add_argument("--index", type=Path, help="index directory (default: $NAC_HASH_INDEX)")
     serve.add_argument("--checkpoint", type=Path, help="(default: the index's own model)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--host", help="address to bind (default: $NAC_HASH_HOST or 127.0.0.1); beyond loopback, "
+                       "writes need NAC_HASH_API_KEY or --allow-open-writes")
+    serve.add_argument("--port", type=int, help="(default: $NAC_HASH_PORT or 8000)")
+    serve.add_argument("--allow-open-writes", action="store_true",
+                       help="let anyone add and delete items when no API key is set, on any address")
     serve.add_argument("--threads", type=int, help="FAISS search threads")
     serve.add_argument("--mmap", action="store_true", help="memory-map a flat index read-only")
     serve.set_defaults(run=_serve)

@@ -98,6 +98,21 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise InvalidImageError(f"corrupt or truncated image: {e}") from e
 
 
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def image_extension(data: bytes) -> str:
+    """The file name extension of the format the bytes are in (from the header, not from any client name)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InvalidImageError("not a readable image: unknown format or corrupt header") from e
+    if fmt not in FORMAT_EXTENSIONS:
+        raise InvalidImageError(f"unsupported image format {fmt}; use one of {', '.join(FORMAT_EXTENSIONS)}")
+    return FORMAT_EXTENSIONS[fmt]
+
+
 def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of the file at ``path``; a file over ``max_bytes`` is refused before it is read."""
     file_size = path.stat().st_size

@@ -9,30 +9,32 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Header, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nac_hash.codes import pack_codes
 from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
 from nac_hash.index_data.catalog import ItemNotFoundError
 from nac_hash.index_data.search import code_to_hex, parse_hex_code
+from nac_hash.service.guard import RequestGuard
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.schemas import (
+    MAX_K,
     BatchSearchRequest,
     BatchSearchResponse,
     Health,
@@ -49,11 +51,12 @@ from nac_hash.service.schemas import (
     Timings,
 )
 from nac_hash.service.settings import Settings
-from nac_hash.service.state import ReadOnlyIndexError, SearchService
+from nac_hash.service.state import ReadOnlyIndexError, SearchService, WriterBusyError
 
 logger = logging.getLogger(__name__)
 
 ERRORS = {422: {"model": Problem}, 400: {"model": Problem}}
+WRITE_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 503: {"model": Problem}}
 SEARCH_BODY = {
     "requestBody": {
         "required": True,
@@ -62,7 +65,7 @@ SEARCH_BODY = {
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["image"],
                 "properties": {"image": {"type": "string", "format": "binary"},
-                               "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                               "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
                                "max_distance": {"type": "integer", "minimum": 0}}}},
         },
     }
@@ -91,18 +94,12 @@ def get_service(request: Request) -> SearchService:
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(503, "the index is not loaded yet")
+    service.refresh_if_due()
     return service
 
 
 Service = Annotated[SearchService, Depends(get_service)]
 ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="item id")]  # SQLite's integer range
-
-
-def require_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """Mutating endpoints need the configured key in X-API-Key; without a configured key they are open."""
-    expected = request.app.state.settings.api_key
-    if expected is not None and not secrets.compare_digest(x_api_key or "", expected.get_secret_value()):
-        raise HTTPException(401, "missing or wrong X-API-Key")
 
 
 def _read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -147,8 +144,8 @@ def _search(service: SearchService, queries: Encoded, k: int, max_distance: int 
             for code, hits in zip(codes, results, strict=True)]
 
 
-def _problem(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status)
+def _problem(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status, headers=headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -158,7 +155,11 @@ def add_error_handlers(app: FastAPI) -> None:
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, lambda request, e, status=status: _problem(
             status, type(e).__name__, str(e)))
-    app.add_exception_handler(HTTPException, lambda request, e: _problem(e.status_code, "HTTPException", e.detail))
+    app.add_exception_handler(WriterBusyError, lambda request, e: _problem(
+        503, "WriterBusyError", str(e), headers={"Retry-After": "1"}))
+    # Starlette's own 404, 405 and 400 (a malformed multipart body) too, not only the routes' HTTPExceptions.
+    app.add_exception_handler(StarletteHTTPException, lambda request, e: _problem(
+        e.status_code, "HTTPException", str(e.detail)))
     app.add_exception_handler(RequestValidationError, lambda request, e: _problem(
         422, "RequestValidationError", "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
                                                  for err in e.errors())))
@@ -186,23 +187,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan, responses=ERRORS)
     app.state.settings = settings
     app.state.service = None
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(RequestGuard, settings=settings)  # body limit and write policy, before any body is read
+    app.middleware("http")(metrics.middleware)  # outermost: refused requests are counted too
     add_error_handlers(app)
-    # Refuse oversized bodies from their Content-Length, before they are received: an image may come as base64
-    # (4/3 larger) inside JSON or multipart framing.
-    body_limit = settings.max_upload_bytes * 4 // 3 + 16 * 1024
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > body_limit:
-            return _problem(413, "RequestTooLarge", f"request body of {int(length):,} bytes is over the limit of "
-                            f"{body_limit:,}")
-        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return (resources.files("service") / "static" / "index.html").read_text()
+        return (resources.files("nac_hash.service") / "static" / "index.html").read_text()
 
     @app.post("/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY)
     async def search(request: Request, service: Service) -> SearchResponse:
@@ -255,26 +246,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         file = item.file.resolve()
         if not file.is_relative_to(Path(item.root).resolve()) or not file.is_file():
             raise ItemNotFoundError(f"the image file of item {item_id} is not available")
-        return FileResponse(file)
+        return FileResponse(file, headers={"X-Content-Type-Options": "nosniff"})
 
-    @app.post("/items", response_model=ItemOut, status_code=201, dependencies=[Depends(require_api_key)],
-              responses={401: {"model": Problem}, 413: {"model": Problem}})
+    @app.post("/items", response_model=ItemOut, status_code=201, responses=WRITE_ERRORS | {413: {"model": Problem}})
     def add_item(service: Service, image: Annotated[UploadFile, File()]) -> ItemOut:
-        """Upload an image and add it to the index (the same bytes twice give the same item)."""
-        return ItemOut.of(service.add_image(_read_upload(image, settings.max_upload_bytes), image.filename or ""))
+        """Upload an image and add it to the index (the same bytes give the same item, whatever the file name).
 
-    @app.delete("/items/{item_id}", response_model=ItemOut, dependencies=[Depends(require_api_key)],
-                responses={401: {"model": Problem}, 404: {"model": Problem}})
+        Needs the X-API-Key header when the service has a key (see :mod:`nac_hash.service.guard`).
+        """
+        return ItemOut.of(service.add_image(_read_upload(image, settings.max_upload_bytes)))
+
+    @app.delete("/items/{item_id}", response_model=ItemOut, responses=WRITE_ERRORS | {404: {"model": Problem}})
     def delete_item(item_id: ItemId, service: Service) -> ItemOut:
+        """Remove an item (and its file, if it was uploaded). Needs the X-API-Key header like POST /items."""
         return ItemOut.of(service.delete(item_id))
 
     @app.get("/healthz", response_model=Health)
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """The process is up."""
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Ready, responses={503: {"model": Problem}})
-    def readyz(service: Service) -> Ready:
+    async def readyz(service: Service) -> Ready:
         """Model and index are loaded."""
         return Ready(status="ready", items=service.searcher.index.ntotal, bits=service.searcher.bits,
                      index_type=service.searcher.store.meta["index_type"])

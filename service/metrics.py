@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -26,10 +27,12 @@ class Metrics:
     async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        # Labels come from fixed sets, whatever a client sends: route templates, not raw paths, and known methods.
         route = request.scope.get("route")
-        name = route.path if route is not None else "unmatched"  # templates, not raw paths: bounded labels
-        self.requests.labels(request.method, name, str(response.status_code)).inc()
-        self.latency.labels(request.method, name).observe(time.perf_counter() - start)
+        name = route.path if route is not None else "unmatched"
+        method = request.method if request.method in HTTP_METHODS else "other"
+        self.requests.labels(method, name, str(response.status_code)).inc()
+        self.latency.labels(method, name).observe(time.perf_counter() - start)
         return response
 
     def response(self) -> Response:

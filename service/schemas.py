@@ -7,6 +7,8 @@ from pydantic import BaseModel, Field, model_validator
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.search import Hit
 
+MAX_K = 1000  # the most neighbours one search may ask for; Settings.max_k may lower it
+
 
 class Query(BaseModel):
     """One query: an image as base64, or a packed code as hex (most significant bit first)."""
@@ -22,7 +24,7 @@ class Query(BaseModel):
 
 
 class SearchOptions(BaseModel):
-    k: int = Field(default=10, ge=1, le=1000, description="neighbours to return")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="neighbours to return")
     max_distance: int | None = Field(default=None, ge=0, description="drop neighbours farther than this")
 
 

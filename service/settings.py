@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nac_hash.images import DEFAULT_MAX_PIXELS
 from nac_hash.index_data.search_params import SearchParams
+from nac_hash.service.schemas import MAX_K
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -20,10 +23,17 @@ class Settings(BaseSettings):
     Attributes:
         index: index directory to serve (built with `nac-hash index build`).
         checkpoint: model encoding queries (default: the one the index was built with).
-        api_key: when set, POST /items and DELETE /items need it in the X-API-Key header.
+        api_key: when set, POST /items and DELETE /items need it in the X-API-Key header (an empty key is
+            refused at start-up).
+        host: address `nac-hash serve` binds.
+        port: port `nac-hash serve` binds.
+        allow_open_writes: let writes through without an API key on a non-loopback address (on loopback
+            they always are).
+        writer_wait_s: how long a write waits for the index's writer lock before it gets 503.
         max_upload_bytes: larger uploads get 413.
         max_pixels: larger images get 422 (decompression bombs).
-        max_k: the largest k a search may ask for.
+        max_k: the largest k a search may ask for (at most the API schema's 1,000).
+        refresh_s: how often searches check for changes that another process (the CLI) committed.
         threads: FAISS search threads (default: all cores).
         mmap: memory-map a flat index read-only; mutations are refused then.
         search: search-time knobs of approximate index types.
@@ -34,12 +44,29 @@ class Settings(BaseSettings):
     index: Path
     checkpoint: Path | None = None
     api_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    allow_open_writes: bool = False
+    writer_wait_s: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=20 * 2**20, gt=0)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
-    max_k: int = Field(default=1000, ge=1)
+    max_k: int = Field(default=MAX_K, ge=1, le=MAX_K)
+    refresh_s: float = Field(default=1.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
     mmap: bool = False
     search: SearchParams = SearchParams()
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value():
+            raise ValueError("NAC_HASH_API_KEY is empty; set a key, or unset it")
+        return key
+
+    @property
+    def open_writes(self) -> bool:
+        """Whether writes need no key: on a loopback address, or when the operator allowed it."""
+        return self.allow_open_writes or self.host in LOOPBACK_HOSTS
 
     @property
     def uploads(self) -> Path:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from nac_hash.atomic import atomic_path
 from nac_hash.errors import NacHashError
-from nac_hash.images import IMAGE_EXTENSIONS, InvalidImageError
+from nac_hash.images import InvalidImageError, image_extension
 from nac_hash.index_data.catalog import Item, ItemNotFoundError
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.indexer import add_files, remove_items
@@ -34,6 +34,15 @@ class ReadOnlyIndexError(NacHashError):
     """The index is served memory-mapped, so it cannot change."""
 
 
+class WriterBusyError(NacHashError):
+    """Another writer (the CLI, or enough other uploads) holds the index for longer than a write may wait."""
+
+
+# Requests waiting for the writer at once; more get 503 at once, so that waiting writes never take all the
+# worker threads that searches and health checks need.
+MAX_WAITING_WRITES = 4
+
+
 class SearchService:
     """The opened index and model, plus adds and deletes that keep the index directory consistent."""
 
@@ -42,11 +51,22 @@ class SearchService:
         self.searcher = Searcher.open(settings.index, settings.checkpoint, mmap=settings.mmap,
                                       params=settings.search, threads=settings.threads)
         self._writer = threading.Lock()
+        self._waiting = threading.BoundedSemaphore(MAX_WAITING_WRITES)
         self._options = IndexOptions(progress=False, max_pixels=settings.max_pixels,
                                      max_bytes=settings.max_upload_bytes)
+        self._checked = time.monotonic()
+        if not settings.mmap:
+            self.remove_orphan_uploads()
 
     def close(self) -> None:
         self.searcher.store.close()
+
+    def refresh_if_due(self) -> None:
+        """Catch the searcher up with changes other processes (the CLI) committed; checked every refresh_s."""
+        now = time.monotonic()
+        if now - self._checked >= self.settings.refresh_s:
+            self._checked = now
+            self.searcher.refresh()
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes)
@@ -55,23 +75,58 @@ class SearchService:
         if self.settings.mmap:
             raise ReadOnlyIndexError("the index is served memory-mapped (read-only); serve it unmapped to change it")
 
+    def _busy(self) -> WriterBusyError:
+        return WriterBusyError(f"another writer has held the index for {self.settings.writer_wait_s:g} s; try again "
+                               "shortly")
+
+    def _acquire_writer(self) -> None:
+        """This process's writer slot, waited for at most writer_wait_s by at most MAX_WAITING_WRITES requests."""
+        if not self._waiting.acquire(blocking=False):
+            raise self._busy()
+        try:
+            if not self._writer.acquire(timeout=self.settings.writer_wait_s):
+                raise self._busy()
+        finally:
+            self._waiting.release()
+
     @contextmanager
     def _writing(self) -> Iterator[IndexStore]:
         """Be the one writer of the index directory, caught up with whatever other writers committed."""
-        with self._writer, write_lock(self.settings.index):
-            self.searcher.refresh()
-            yield self.searcher.store
+        deadline = time.monotonic() + self.settings.writer_wait_s
+        self._acquire_writer()
+        try:
+            with write_lock(self.settings.index, timeout_s=max(0.0, deadline - time.monotonic())) as held:
+                if not held:
+                    raise self._busy()
+                self.searcher.refresh()
+                yield self.searcher.store
+        finally:
+            self._writer.release()
 
-    def add_image(self, data: bytes, filename: str) -> Item:
-        """Store an uploaded image in the index's uploads folder and index it; the same bytes twice give one item."""
+    def remove_orphan_uploads(self) -> None:
+        """Delete upload files no item refers to (left by a crash between writing a file and its commit)."""
+        uploads = self.settings.uploads.resolve()
+        if not uploads.is_dir():
+            return
+        with write_lock(self.settings.index, wait=False) as held:
+            if not held:
+                return  # another writer is busy; the next start tidies up
+            files = [p for p in uploads.iterdir() if p.is_file()]
+            known = self.searcher.store.catalog.ids_for_files(files)
+            for orphan in set(files) - set(known):
+                logger.info("removing orphan upload %s", orphan.name)
+                orphan.unlink(missing_ok=True)
+
+    def add_image(self, data: bytes) -> Item:
+        """Store an uploaded image in the index's uploads folder and index it; the same bytes give one item.
+
+        The file is named by the SHA-256 of its bytes and the extension of its decoded format, and is written
+        and committed under the writer lock, so an acknowledged item always has its file.
+        """
         self._check_writable()
         self.decode(data)  # reject bad uploads before touching anything
-        suffix = Path(filename).suffix.lower()
-        if suffix not in IMAGE_EXTENSIONS:
-            raise InvalidImageError(f"unsupported file name extension {suffix!r}; use one of "
-                                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
         uploads = self.settings.uploads.resolve()
-        path = uploads / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+        path = uploads / f"{hashlib.sha256(data).hexdigest()[:24]}{image_extension(data)}"
         with self._writing() as store:
             if not path.exists():
                 with atomic_path(path) as tmp:
@@ -79,12 +134,14 @@ class SearchService:
             report, index = add_files(store, self.searcher.model, [(uploads, path)], self._options,
                                       self.searcher.index)
             self.searcher.swap(index, store.state)
-        if report.skipped:
-            raise InvalidImageError(report.skipped[0][1])
-        return self.searcher.items(self.searcher.store.catalog.ids_for_files([path]).values()).popitem()[1]
+            if report.skipped:
+                path.unlink(missing_ok=True)
+                raise InvalidImageError(report.skipped[0][1].replace(str(path), path.name))
+            item_id = store.catalog.ids_for_files([path])[path]
+        return self.searcher.items([item_id])[item_id]
 
     def delete(self, item_id: int) -> Item:
-        """Remove an item; an uploaded image's file goes with it."""
+        """Remove an item; an uploaded image's file goes with it, under the same lock."""
         self._check_writable()
         with self._writing() as store:
             item = self.searcher.items([item_id]).get(item_id)
@@ -92,6 +149,6 @@ class SearchService:
                 raise ItemNotFoundError(f"no item with id {item_id}")
             _, index = remove_items(store, ids=[item_id])
             self.searcher.swap(index, store.state)
-        if item.file.parent == self.settings.uploads.resolve():
-            item.file.unlink(missing_ok=True)
+            if item.file.parent == self.settings.uploads.resolve():
+                item.file.unlink(missing_ok=True)
         return item

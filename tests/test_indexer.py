@@ -22,7 +22,7 @@ from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.index import IndexTypeError
 from nac_hash.index_data.indexer import add, build, info, merge, rebuild, remove
 from nac_hash.index_data.search import Searcher
-from nac_hash.index_data.store import IndexStore
+from nac_hash.index_data.store import IndexDirError, IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
@@ -175,7 +175,7 @@ def test_bad_index_type_fails_before_encoding(class_folders, tmp_path):
 def test_missing_folder_and_missing_index_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build([tmp_path / "nowhere"], tmp_path / "index", OPTIONS)
-    with pytest.raises(Exception, match="not an nac-hash index"):
+    with pytest.raises(IndexDirError, match="not an nac-hash index"):
         add([tmp_path], tmp_path / "nowhere", OPTIONS)
 
 

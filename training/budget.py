@@ -15,6 +15,7 @@ import re
 import time
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
+PACE_EPOCHS = 20
 
 
 def parse_duration(text: str) -> float:
@@ -55,7 +56,9 @@ class BudgetClock:
         self._epoch_s.append(seconds)
 
     def mean_epoch_s(self) -> float | None:
-        return sum(self._epoch_s) / len(self._epoch_s) if self._epoch_s else None
+        """Mean of the last ``PACE_EPOCHS`` epochs: the current pace, not that of a busier past."""
+        recent = self._epoch_s[-PACE_EPOCHS:]
+        return sum(recent) / len(recent) if recent else None
 
     def fits_another_epoch(self) -> bool:
         """Whether one more epoch, at the mean measured epoch time, ends within the budget."""

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from nac_hash.index_data.indexer import info
+from nac_hash.index_data.store import IndexDirError
 from nac_hash.service.app import create_app
 from nac_hash.service.settings import Settings
 
@@ -128,8 +129,8 @@ def test_add_and_delete_persist_like_the_indexer(client, index):
 
 
 def test_bad_uploads_to_items(client):
-    assert client.post("/items", files={"image": ("x.txt", png((1, 2, 3)), "text/plain")}).status_code == 422
     assert client.post("/items", files={"image": ("x.png", b"junk", "image/png")}).status_code == 422
+    assert client.post("/items", files={"image": ("x.tiff", b"II*\x00" + bytes(64), "image/tiff")}).status_code == 422
 
 
 def test_api_key_guards_mutations(index):
@@ -167,5 +168,5 @@ def test_web_page_and_openapi(client):
 
 
 def test_missing_index_fails_at_startup(tmp_path):
-    with pytest.raises(Exception, match="not an nac-hash index"), TestClient(create_app(Settings(index=tmp_path))):
+    with pytest.raises(IndexDirError, match="not an nac-hash index"), TestClient(create_app(Settings(index=tmp_path))):
         pass
