@@ -15,8 +15,10 @@ COPY service service
 RUN pip install --no-cache-dir ".[milvus]" && useradd --create-home nac && mkdir -p /data && chown nac /data
 USER nac
 
-ENV NAC_HASH_INDEX=/data/index
+# Listening beyond loopback, the service refuses writes (POST/DELETE /items) unless NAC_HASH_API_KEY is set
+# (docker run -e NAC_HASH_API_KEY=...), or NAC_HASH_ALLOW_OPEN_WRITES=true lets anyone write.
+ENV NAC_HASH_INDEX=/data/index NAC_HASH_HOST=0.0.0.0 NAC_HASH_PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"
-CMD ["uvicorn", "--factory", "nac_hash.service.app:create_app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["nac-hash", "serve"]

@@ -1,0 +1,46 @@
+"""Smoke tests of every benchmark script and command on tiny data: they run and write what they promise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO
+
+from nac_hash.cli import main
+
+
+def test_step_profile_times_each_setting(tmp_path):
+    out = tmp_path / "steps.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--batch-size", "8", "--steps",
+                    "1", "--settings", "fp32,bf16-cl", "--out", str(out)], check=True, cwd=tmp_path,
+                   capture_output=True)
+    results = json.loads(out.read_text())["results"]
+    assert [r["setting"] for r in results] == ["fp32", "bf16-cl"]
+    assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 for r in results)
+
+
+def test_bench_index_and_search(index, class_folders, tmp_path):
+    index_out, search_out = tmp_path / "index.json", tmp_path / "search.json"
+    assert main(["bench", "index", str(class_folders), "--out", str(index_out), "--no-progress"]) == 0
+    assert json.loads(index_out.read_text())["images"] == 36
+    assert main(["bench", "search", "--codes-from", str(index), "--size", "3000", "--queries", "20", "-k", "5",
+                 "--index-types", "flat,multihash", "--out", str(search_out)]) == 0
+    types = json.loads(search_out.read_text())["index_types"]
+    assert set(types) == {"flat", "multihash"} and types["flat"]["recall_at_k"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+def test_service_load_benchmark(index, class_folders, tmp_path):
+    out = tmp_path / "load.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "service" / "load.py"), "--index", str(index),
+                    "--image", str(class_folders / "class0" / "0001.png"), "--large", "2000", "--seconds", "1",
+                    "--connections", "2", "--port", "8391", "--out", str(out)], check=True, cwd=REPO,
+                   capture_output=True, timeout=300)
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["items"] for r in runs] == [36, 2000]
+    assert all(r["by_image"]["requests_per_second"] > 0 for r in runs)
