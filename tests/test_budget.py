@@ -56,7 +56,7 @@ def test_training_on_a_time_budget_ends_on_time_with_the_model_written(class_fol
     path = train(config, progress=False)
     sidecar = json.loads(path.with_suffix(".json").read_text())
     # The default 2,000 epochs would take minutes; the budget stops far sooner (slack for a busy machine).
-    assert time.perf_counter() - started < 4.0 + 4.0
+    assert time.perf_counter() - started < 4.0 + 11.0
     assert 2 <= sidecar["epochs_completed"] < 2000
     assert sidecar["history"][-1]["epoch"] == sidecar["epochs_completed"]
 

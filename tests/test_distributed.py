@@ -19,7 +19,8 @@ from nac_hash.checkpoint import load_checkpoint
 from nac_hash.models import HashingModel
 from nac_hash.training.config import load_config
 from nac_hash.training.distributed import World, local_slice, wrap
-from nac_hash.training.objective import FEATURE_METHODS, Objective, TrainStep
+from nac_hash.training.methods import FEATURE_METHODS
+from nac_hash.training.objective import Objective, TrainStep
 
 BATCH = 8
 

@@ -30,20 +30,19 @@ from nac_hash.inference import embed_images, encode_images
 from nac_hash.metrics import relevance
 from nac_hash.provenance import provenance
 from nac_hash.training.datasets import ImageSet
-from nac_hash.training.objective import FEATURE_METHODS as FEATURE_LEARNERS
+from nac_hash.training.methods import FEATURE_METHODS, METHODS
 from nac_hash.training.scoring import BASELINES, baseline_bits, load_scoring_data, score_codes
 from nac_hash.training.splits import Split, default_protocol, save_split
 from nac_hash.training.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
-LEARNED = ("nac", "nac_mq", "simclr", *FEATURE_LEARNERS)  # FEATURE_LEARNERS: hashed with ITQ on their features
 
 
 def _check_methods(methods: Sequence[str]) -> None:
     for name in methods:
-        if name not in BASELINES and name not in LEARNED:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join([*LEARNED, *BASELINES])} (--methods)")
+        if name not in BASELINES and name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join([*METHODS, *BASELINES])} (--methods)")
 
 
 def sklearn_map(codes: np.ndarray, data: ImageSet, split: Split, queries: int) -> float:
@@ -124,10 +123,10 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     out_dir = Path(out_dir)
     checkpoints = {"nac": str(default_checkpoint()), **(checkpoints or {})}
     torch_device = resolve_device(device)
-    missing = [m for m in methods if m in LEARNED and m not in checkpoints]
+    missing = [m for m in methods if m in METHODS and m not in checkpoints]
     if missing:
         raise ValueError(f"give a checkpoint for {', '.join(missing)}: --checkpoint {missing[0]}=PATH")
-    models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in LEARNED}
+    models = {m: load_checkpoint(checkpoints[m], torch_device) for m in methods if m in METHODS}
     image_size = next(iter(models.values()))[0].config.image_size if models else 32
     dataset = dataset or "cifar10"
     scoring = load_scoring_data(dataset, data_root, protocol or default_protocol(dataset), split_seed, image_size)
@@ -137,10 +136,10 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     rows = []
     for method in methods:
         for length in sorted({baseline_bits(method, b) for b in bits}):
-            if method in FEATURE_LEARNERS:
+            if method in FEATURE_METHODS:
                 features = embed_images(models[method][0], data.images, progress=True)
                 codes = ITQ(length, seed=split_seed).fit(features[split.train]).encode(features)
-            elif method in LEARNED:
+            elif method in METHODS:
                 model, _ = models[method]
                 if model.config.bits != length:
                     logger.warning("skipping %s at %d bits: its checkpoint has %d-bit codes", method, length,

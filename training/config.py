@@ -18,9 +18,9 @@ from nac_hash.model_config import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, Mode
 from nac_hash.options import add_dataclass_arguments, set_fields
 from nac_hash.training.budget import parse_duration
 from nac_hash.training.datasets import LOADERS
+from nac_hash.training.methods import METHODS
 from nac_hash.training.splits import PROTOCOLS, default_protocol
 
-METHODS = ("nac", "nac_mq", "simclr", "dim", "aet")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_WARMUP_SHARE = 0.05
 # What arch, batch_size and flip_probability default to. The GPU recipe is the paper's hashing recipe; the CPU
@@ -185,7 +185,7 @@ class TrainConfig:
     def model_config(self, mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD) -> ModelConfig:
         """The model this run trains; ``mean`` and ``std`` are its training images' (training.train)."""
         return ModelConfig(arch=self.arch, bits=self.bits, image_size=self.image_size, mean=mean, std=std,
-                           inference_head=self.method in ("nac", "nac_mq"))
+                           inference_head=METHODS[self.method].inference_head)
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(size=self.image_size, crop_scale=(self.crop_scale_min, 1.0),

@@ -12,13 +12,12 @@ import copy
 import torch
 from torch import nn
 
-from nac_hash.loss import AETLoss, DeepInfoMaxLoss, NACLoss, NACMQLoss, NTXentLoss
+from nac_hash import loss as losses
 from nac_hash.models import HashingModel, ema_update
 from nac_hash.training.augment import random_affine
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.distributed import gather
-
-FEATURE_METHODS = ("dim", "aet")  # learn features only: the code head gets no gradient
+from nac_hash.training.methods import get_method
 
 
 class Objective(nn.Module):
@@ -33,20 +32,13 @@ class Objective(nn.Module):
 
     def __init__(self, config: TrainConfig, model: HashingModel) -> None:
         super().__init__()
-        self.method = config.method
+        method = get_method(config.method)
+        self.inputs = method.inputs
         self.momentum_decay = config.momentum_decay
+        self.loss: nn.Module = getattr(losses, method.loss)(**method.options(config, model.feature_dim))
         self.momentum_model: HashingModel | None = None
-        if self.method == "nac":
-            self.loss: nn.Module = NACLoss(config.flip_probability)
-        elif self.method == "nac_mq":
-            self.loss = NACMQLoss(config.bits, config.flip_probability, config.queue_size, config.l2_weight)
+        if self.inputs == "momentum_queue":
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
-        elif self.method == "dim":
-            self.loss = DeepInfoMaxLoss(model.feature_dim, model.feature_dim)
-        elif self.method == "aet":
-            self.loss = AETLoss(model.feature_dim)
-        else:
-            self.loss = NTXentLoss(config.temperature)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of the loss itself that the optimizer updates (the momentum encoder is not one)."""
@@ -54,18 +46,18 @@ class Objective(nn.Module):
 
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """The loss of this rank's views; the loss gathers its inputs from all ranks (training.distributed)."""
-        if self.method == "dim":
+        if self.inputs == "local_global":
             return (self._infomax(model, view1) + self._infomax(model, view2)) / 2
-        if self.method == "aet":
+        if self.inputs == "affine":
             transformed, params = random_affine(view1)
             return self.loss(model(view1), model(transformed), params)
         # One pass per view, so batch-norm statistics never mix an image's two views (the reference code
         # does the same); the pairing would otherwise be visible to the network through the batch.
         h1, h2 = model(view1), model(view2)
         a1, a2 = gather(model.code_logits(h1)), gather(model.code_logits(h2))
-        if self.method == "simclr":
+        if self.inputs == "codes":
             return self.loss(a1, a2)
-        if self.momentum_model is None:
+        if self.inputs == "codes_and_bits":
             return self.loss(a1, a2, gather(model.bit_logits(h2)), gather(model.bit_logits(h1)))
         with torch.no_grad():
             self.momentum_model.train(model.training)

@@ -32,7 +32,8 @@ from nac_hash.training.budget import BudgetClock
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.datasets import ImageSet, load_dataset
 from nac_hash.training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
-from nac_hash.training.objective import FEATURE_METHODS, Objective, TrainStep
+from nac_hash.training.methods import FEATURE_METHODS
+from nac_hash.training.objective import Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
 from nac_hash.training.precision import training_dtype
 from nac_hash.training.splits import Split, get_protocol, make_split, save_split
