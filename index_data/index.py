@@ -19,7 +19,6 @@ import numpy as np
 
 from nac_hash.atomic import atomic_path
 from nac_hash.codes import validate_bits
-from nac_hash.index_data.milvus_index import MilvusIndex, parse_milvus_type
 from nac_hash.index_data.search_params import SearchParams
 
 INDEX_TYPES = ("flat", "ivf", "hnsw", "multihash")
@@ -101,8 +100,10 @@ class HammingIndex:
 
     @classmethod
     def build(cls, codes: np.ndarray, ids: np.ndarray, index_type: str = "flat", bits: int = 128,
-              params: SearchParams | None = None) -> HammingIndex:
-        """Build an index of ``index_type`` over ``codes`` (N, bits / 8) for the increasing ``ids``."""
+              params: SearchParams | None = None, paths: Sequence[str] = (),
+              labels: Sequence[str | None] = ()) -> HammingIndex:
+        """Build an index of ``index_type`` over ``codes`` (N, bits / 8) for the increasing ``ids`` (paths and
+        labels are for engines that store them)."""
         codes = _check_codes(codes, bits)
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) != len(codes):
@@ -198,6 +199,14 @@ class HammingIndex:
             results.append((d[order].astype(np.int32), ids[order]))
         return results
 
+    def in_step(self, count: int) -> bool:
+        """Always: the file cannot drift, since loading it checks it against the catalog's ids."""
+        return True
+
+    def refilled(self, codes: np.ndarray, ids: np.ndarray, index_type: str, paths: Sequence[str] = (),
+                 labels: Sequence[str | None] = ()) -> HammingIndex:
+        return HammingIndex.build(codes, ids, index_type, self.bits, self.params)
+
     def save(self, path: str | Path) -> None:
         """Write the FAISS index atomically (the ids live in the catalog, not in this file)."""
         with atomic_path(path) as tmp:
@@ -217,33 +226,3 @@ class HammingIndex:
         except RuntimeError as e:
             raise OSError(f"cannot read FAISS index {path}: {str(e).splitlines()[-1]}") from e
         return cls(index, ids, params)
-
-
-CodeIndex = HammingIndex | MilvusIndex  # what an index directory's state file holds
-
-
-def check_index_type(index_type: str, bits: int) -> None:
-    """Raise :class:`IndexTypeError` now, before any encoding, if ``index_type`` cannot be built."""
-    if parse_milvus_type(index_type) is None:
-        new_faiss_index(index_type, bits, 0)
-
-
-def build_index(codes: np.ndarray, ids: np.ndarray, index_type: str, bits: int, params: SearchParams | None = None,
-                paths: Sequence[str] = (), labels: Sequence[str | None] = ()) -> CodeIndex:
-    """A FAISS index, or a Milvus collection for ``milvus:URI`` types, over ``codes`` with item ``ids``."""
-    if parse_milvus_type(index_type) is not None:
-        return MilvusIndex.build(codes, ids, index_type, bits, params, paths, labels)
-    return HammingIndex.build(codes, ids, index_type, bits, params)
-
-
-def load_index_file(path: str | Path, ids: np.ndarray, mmap: bool = False,
-                    params: SearchParams | None = None) -> CodeIndex:
-    """The index a state file holds: a FAISS index, or a pointer to a Milvus collection (a JSON file)."""
-    try:
-        with open(path, "rb") as f:
-            pointer = f.read(1) == b"{"
-    except OSError as e:
-        raise OSError(f"cannot read index file {path}: {e}") from e
-    if pointer:
-        return MilvusIndex.load(path, ids, params)
-    return HammingIndex.load(path, ids, mmap=mmap, params=params)

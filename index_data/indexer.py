@@ -24,9 +24,10 @@ import numpy as np
 from nac_hash.atomic import fsync_file, write_json
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
+from nac_hash.index_data.backends import CodeIndex, build_index, check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.index import CodeIndex, build_index, check_index_type
+from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.store import (
     CATALOG_NAME,
     REPORT_NAME,
@@ -35,7 +36,6 @@ from nac_hash.index_data.store import (
     new_state,
     recover_catalog,
     remove_stale_files,
-    write_lock,
 )
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel

@@ -149,8 +149,20 @@ class MilvusIndex:
         """Write the pointer to this collection as the state's index file."""
         write_json(path, {"milvus": {"uri": self.uri, "collection": self.collection, "bits": self.bits}})
 
+    def refilled(self, codes: np.ndarray, ids: np.ndarray, index_type: str, paths: Sequence[str] = (),
+                 labels: Sequence[str | None] = ()) -> MilvusIndex:
+        """This collection, emptied and filled with exactly these codes."""
+        return MilvusIndex.build(codes, ids, index_type, self.bits, self.params, paths, labels,
+                                 collection=self.collection)
+
+    def __str__(self) -> str:
+        return f"Milvus collection {self.collection}"
+
     @classmethod
-    def load(cls, path: str | Path, ids: np.ndarray, params: SearchParams | None = None) -> MilvusIndex:
+    def load(cls, path: str | Path, ids: np.ndarray, mmap: bool = False,
+             params: SearchParams | None = None) -> MilvusIndex:
+        if mmap:
+            raise ValueError("a Milvus index cannot be memory-mapped; only flat FAISS indexes can")
         pointer = _pointer(Path(path))
         if pointer is None:
             raise ValueError(f"{path} does not point to a Milvus collection")

@@ -23,8 +23,9 @@ import torch
 
 from nac_hash.codes import pack_codes, unpack_bits
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
+from nac_hash.index_data.backends import CodeIndex
 from nac_hash.index_data.catalog import Item
-from nac_hash.index_data.index import CodeIndex, set_threads
+from nac_hash.index_data.index import set_threads
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import IndexStore
 from nac_hash.inference import code_logits

@@ -15,10 +15,8 @@ A fresh build writes a whole new catalog beside the old one and renames it over 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +26,9 @@ import torch
 
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
+from nac_hash.index_data.backends import CodeIndex, backend_for_file, build_index, load_index_file
 from nac_hash.index_data.catalog import Catalog, CatalogError
-from nac_hash.index_data.index import CodeIndex, build_index, load_index_file
-from nac_hash.index_data.milvus_index import MilvusIndex, drop_unless_shared
+from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.models import HashingModel
 
@@ -38,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite"
 REPORT_NAME = "report.json"
-LOCK_NAME = "write.lock"
 
 
 class IndexDirError(NacHashError):
@@ -57,32 +54,6 @@ def new_state() -> str:
     return uuid.uuid4().hex
 
 
-@contextmanager
-def write_lock(index_dir: str | Path, wait: bool = True, timeout_s: float | None = None) -> Iterator[bool]:
-    """Exclusive lock for changing ``index_dir``, across processes and threads (flock on a lock file).
-
-    Yields whether the lock is held: always with ``wait`` and no ``timeout_s``; False when another writer
-    has it and ``wait`` is False or ``timeout_s`` seconds passed.
-    """
-    index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with open(index_dir / LOCK_NAME, "a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait and deadline is None else fcntl.LOCK_NB))
-                break
-            except BlockingIOError:
-                if not wait or time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.05)
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def recover_catalog(path: Path) -> None:
     """Let SQLite roll back a transaction that a killed writer left in ``path``'s journal."""
     if path.is_file():
@@ -94,12 +65,12 @@ def recover_catalog(path: Path) -> None:
 
 
 def remove_stale_files(index_dir: Path, state: str) -> None:
-    """Delete index files of other states (and the Milvus collections only they point to) and catalogs of
+    """Delete index files of other states (and what only they point to, such as a Milvus collection) and catalogs of
     builds that never finished. Hold the write lock."""
     current = faiss_path(index_dir, state)
     for path in index_dir.glob("faiss-*.index"):
         if path != current:
-            drop_unless_shared(path, current)
+            backend_for_file(path).discard_file(path, current)
             path.unlink(missing_ok=True)
     for path in index_dir.glob(".catalog-*.tmp*"):
         path.unlink(missing_ok=True)
@@ -183,23 +154,22 @@ class IndexStore:
         except (OSError, ValueError) as e:
             logger.warning("%s; rebuilding the %s index from the stored codes", e, meta["index_type"])
             return self.index_from_catalog(params=params), meta["state"]
-        if isinstance(index, MilvusIndex) and not index.in_step(len(ids)):
+        if not index.in_step(len(ids)):
             index = self._refill(index)
         return index, meta["state"]
 
-    def _refill(self, index: MilvusIndex) -> MilvusIndex:
-        """Refill a Milvus collection that fell out of step with the catalog, in place, so that the state file
-        keeps pointing at it. (A FAISS file cannot drift: it is checked against the catalog when loaded.) Only
-        done when no writer holds the directory: a writer's rows reach Milvus just before its commit."""
+    def _refill(self, index: CodeIndex) -> CodeIndex:
+        """Refill an engine that fell out of step with the catalog (a Milvus collection whose writer died before
+        its commit), in place, so that the state file keeps pointing at it. Only done when no writer holds the
+        directory: a writer's rows reach such an engine just before its commit."""
         with write_lock(self.dir, wait=False) as locked:
             if not locked:
-                logger.warning("Milvus collection %s is out of step with the catalog; a writer is busy, so it is "
-                               "left for the next opener to refill", index.collection)
+                logger.warning("%s is out of step with the catalog; a writer is busy, so it is left for the next "
+                               "opener to refill", index)
                 return index
-            logger.warning("Milvus collection %s is out of step with the catalog; refilling it", index.collection)
+            logger.warning("%s is out of step with the catalog; refilling it", index)
             ids, codes, paths, labels = self.catalog.index_rows()
-            return MilvusIndex.build(codes, ids, self.meta["index_type"], self.bits, index.params, paths, labels,
-                                     collection=index.collection)
+            return index.refilled(codes, ids, self.meta["index_type"], paths, labels)
 
     def index_from_catalog(self, index_type: str | None = None,
                            params: SearchParams | None = None) -> CodeIndex:

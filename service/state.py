@@ -23,8 +23,9 @@ from nac_hash.images import InvalidImageError, image_extension
 from nac_hash.index_data.catalog import Item, ItemNotFoundError
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.indexer import add_files, remove_items
+from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search import Searcher
-from nac_hash.index_data.store import IndexStore, write_lock
+from nac_hash.index_data.store import IndexStore
 from nac_hash.service.settings import Settings
 
 logger = logging.getLogger(__name__)

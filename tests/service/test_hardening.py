@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.indexer import add
-from nac_hash.index_data.store import write_lock
+from nac_hash.index_data.lock import write_lock
 from nac_hash.service.app import create_app
 from nac_hash.service.settings import Settings
 
