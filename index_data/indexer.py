@@ -269,14 +269,22 @@ def add_files(store: IndexStore, model: HashingModel, files: list[tuple[Path, Pa
     """
     report = Report()
     new, changed = encode_files(store.catalog, model, files, options, report)
+    index = commit_items(store, index, new, changed)
+    report.total = index.ntotal
+    return report, index
+
+
+def commit_items(store: IndexStore, index: CodeIndex, new: Sequence[NewItem],
+                 changed: Sequence[tuple[int, NewItem]] = ()) -> CodeIndex:
+    """Insert encoded items (and replace changed ones) with the index of the new state, in one transaction;
+    hold ``store.writing()``. ``index`` (the current state's) is never modified; the new state's is returned."""
     with store.transaction():
         new_ids = store.catalog.insert(new)
         store.catalog.update(changed)
         if new or changed:
-            index = _updated_index(store, index.copy(), new_ids, new, rebuild=bool(changed))
+            index = _updated_index(store, index.copy(), new_ids, list(new), rebuild=bool(changed))
             store.save_index(index)
-    report.total = index.ntotal
-    return report, index
+    return index
 
 
 def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOptions | None = None) -> Report:

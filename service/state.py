@@ -14,17 +14,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from nac_hash.atomic import atomic_path
+from nac_hash.codes import pack_codes
 from nac_hash.errors import NacHashError
-from nac_hash.images import InvalidImageError, image_extension
-from nac_hash.index_data.catalog import Item, ItemNotFoundError
-from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.indexer import add_files, remove_items
+from nac_hash.images import image_extension
+from nac_hash.index_data.catalog import Item, ItemNotFoundError, NewItem
+from nac_hash.index_data.indexer import commit_items, remove_items
 from nac_hash.index_data.lock import write_lock
-from nac_hash.index_data.search import Searcher
+from nac_hash.index_data.search import Hit, Searcher
 from nac_hash.index_data.store import IndexStore
 from nac_hash.service.settings import Settings
 
@@ -53,8 +54,6 @@ class SearchService:
                                       params=settings.search, threads=settings.threads)
         self._writer = threading.Lock()
         self._waiting = threading.BoundedSemaphore(MAX_WAITING_WRITES)
-        self._options = IndexOptions(progress=False, max_pixels=settings.max_pixels,
-                                     max_bytes=settings.max_upload_bytes)
         self._checked = time.monotonic()
         if not settings.mmap:
             self.remove_orphan_uploads()
@@ -118,28 +117,62 @@ class SearchService:
                 logger.info("removing orphan upload %s", orphan.name)
                 orphan.unlink(missing_ok=True)
 
+    @property
+    def bits(self) -> int:
+        return self.searcher.bits
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """One decoded image -> its (1, bits) pre-activations; their signs are its code."""
+        return self.searcher.embed([pixels])
+
+    def search(self, codes: np.ndarray, logits: np.ndarray, k: int, max_distance: int | None) -> list[list[Hit]]:
+        """Top-k of each query; ``logits`` (a row of NaN for a code query) order ties (see Searcher.search)."""
+        if k > self.settings.max_k:
+            raise ValueError(f"k must be at most {self.settings.max_k}")
+        return self.searcher.search(codes, k, max_distance, logits)
+
+    def item(self, item_id: int) -> tuple[Item, bytes]:
+        """An item and its packed code."""
+        item = self.searcher.items([item_id]).get(item_id)
+        code = self.searcher.store.catalog.code(item_id)
+        if item is None or code is None:
+            raise ItemNotFoundError(f"no item with id {item_id}")
+        return item, code
+
+    def item_file(self, item_id: int) -> Path:
+        """An item's image file, only from inside the folder it was indexed from."""
+        item, _ = self.item(item_id)
+        file = item.file.resolve()
+        if not file.is_relative_to(Path(item.root).resolve()) or not file.is_file():
+            raise ItemNotFoundError(f"the image file of item {item_id} is not available")
+        return file
+
+    def status(self) -> dict:
+        return {"items": self.searcher.index.ntotal, "bits": self.bits,
+                "index_type": self.searcher.store.meta["index_type"]}
+
     def add_image(self, data: bytes) -> Item:
         """Store an uploaded image in the index's uploads folder and index it; the same bytes give one item.
 
-        The file is named by the SHA-256 of its bytes and the extension of its decoded format, and is written
-        and committed under the writer lock, so an acknowledged item always has its file.
+        The image is decoded and encoded once, here. The file is named by the SHA-256 of its bytes and the
+        extension of its decoded format, and is written and committed under the writer lock, so an acknowledged
+        item always has its file.
         """
         self._check_writable()
-        self.decode(data)  # reject bad uploads before touching anything
+        code = pack_codes(self.embed(self.decode(data)))[0]
+        digest = hashlib.sha256(data).hexdigest()
         uploads = self.settings.uploads.resolve()
-        path = uploads / f"{hashlib.sha256(data).hexdigest()[:24]}{image_extension(data)}"
+        path = uploads / f"{digest[:24]}{image_extension(data)}"
         with self._writing() as store:
-            if not path.exists():
+            known = store.catalog.ids_for_files([path])
+            if path not in known:
                 with atomic_path(path) as tmp:
                     tmp.write_bytes(data)
-            report, index = add_files(store, self.searcher.model, [(uploads, path)], self._options,
-                                      self.searcher.index)
-            self.searcher.swap(index, store.state)
-            if report.skipped:
-                path.unlink(missing_ok=True)
-                raise InvalidImageError(report.skipped[0][1].replace(str(path), path.name))
-            item_id = store.catalog.ids_for_files([path])[path]
-        return self.searcher.items([item_id])[item_id]
+                item = NewItem(str(uploads), path.name, len(data), path.stat().st_mtime_ns, digest, None,
+                               code.tobytes())
+                self.searcher.swap(commit_items(store, self.searcher.index, [item]), store.state)
+                known = store.catalog.ids_for_files([path])
+        return self.searcher.items([known[path]])[known[path]]
 
     def delete(self, item_id: int) -> Item:
         """Remove an item; an uploaded image's file goes with it, under the same lock."""

@@ -176,3 +176,22 @@ def test_every_error_has_the_documented_body(client):
                      client.post("/search", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})):
         assert response.status_code in (400, 404, 405, 422), response.text
         problem_body(response)
+
+
+def test_an_upload_is_decoded_and_encoded_once(client, monkeypatch):
+    import nac_hash.index_data.indexer as indexer
+    import nac_hash.index_data.search as search
+
+    calls = {"decode": 0, "embed": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(search, "decode_image", counted("decode", search.decode_image))
+    monkeypatch.setattr(indexer, "decode_image", counted("decode", indexer.decode_image))
+    monkeypatch.setattr(search.Searcher, "embed", counted("embed", search.Searcher.embed))
+    assert client.post("/items", files={"image": ("n.png", png((90, 180, 40), seed=8), "image/png")}).status_code == 201
+    assert calls == {"decode": 1, "embed": 1}

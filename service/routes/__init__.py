@@ -1,0 +1,1 @@
+"""The HTTP routes, one router per concern: search, items, and operations (health, metrics, the web page)."""

@@ -1,0 +1,122 @@
+"""POST /search (one image, as multipart or base64 JSON, or a hex code) and POST /search/batch."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from nac_hash.codes import pack_codes
+from nac_hash.images import InvalidImageError
+from nac_hash.index_data.search import code_to_hex, parse_hex_code
+from nac_hash.service.deps import AppMetrics, Service, Stages
+from nac_hash.service.schemas import (
+    MAX_K,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    HitOut,
+    Query,
+    SearchOptions,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+from nac_hash.service.state import SearchService
+
+router = APIRouter()
+
+Encoded = tuple[np.ndarray, np.ndarray]  # packed codes, and pre-activations (NaN for queries given as codes)
+SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"},
+                               "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
+                               "max_distance": {"type": "integer", "minimum": 0}}}},
+        },
+    }
+}
+
+
+def read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload is larger than the limit of {limit:,} bytes")
+    return data
+
+
+def _encode(service: SearchService, data: bytes, stages: Stages) -> Encoded:
+    with stages.stage("decode"):
+        pixels = service.decode(data)
+    with stages.stage("encode"):
+        logits = service.embed(pixels)
+    return pack_codes(logits), logits
+
+
+def _query(service: SearchService, query: Query, stages: Stages) -> Encoded:
+    if query.code is not None:
+        return parse_hex_code(query.code, service.bits), np.full((1, service.bits), np.nan, np.float32)
+    try:
+        data = base64.b64decode(query.image_base64 or "", validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidImageError("image_base64 is not valid base64") from e
+    if len(data) > service.settings.max_upload_bytes:
+        raise HTTPException(413, f"image is larger than the limit of {service.settings.max_upload_bytes:,} bytes")
+    return _encode(service, data, stages)
+
+
+def _search(service: SearchService, queries: Encoded, k: int, max_distance: int | None,
+            stages: Stages) -> list[SearchResult]:
+    codes, logits = queries
+    with stages.stage("search"):
+        results = service.search(codes, logits, k, max_distance)
+    return [SearchResult(query_code=code_to_hex(code), hits=[HitOut.of(h) for h in hits])
+            for code, hits in zip(codes, results, strict=True)]
+
+
+async def _multipart_query(request: Request, service: SearchService, stages: Stages) -> tuple[Encoded, SearchOptions]:
+    form = await request.form(max_files=1, max_fields=4)
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, "multipart body needs a file field named 'image'")
+    try:
+        options = SearchOptions.model_validate({k: form[k] for k in ("k", "max_distance") if k in form})
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from e
+    data = read_upload(upload, service.settings.max_upload_bytes)
+    return await run_in_threadpool(_encode, service, data, stages), options
+
+
+@router.post("/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY)
+async def search(request: Request, service: Service, metrics: AppMetrics) -> SearchResponse:
+    """Neighbours of one image (multipart field `image`, or JSON `image_base64`) or of a hex `code`."""
+    stages = Stages(metrics)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        queries, options = await _multipart_query(request, service, stages)
+    else:
+        try:
+            options = SearchRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from e
+        queries = await run_in_threadpool(_query, service, options, stages)
+    results = await run_in_threadpool(_search, service, queries, options.k, options.max_distance, stages)
+    return SearchResponse(**results[0].model_dump(), timings=stages.timings)
+
+
+@router.post("/search/batch", response_model=BatchSearchResponse)
+def search_batch(body: BatchSearchRequest, service: Service, metrics: AppMetrics) -> BatchSearchResponse:
+    """Neighbours of up to 256 queries, each an image as base64 or a hex code."""
+    stages = Stages(metrics)
+    encoded = [_query(service, query, stages) for query in body.queries]
+    queries = (np.concatenate([c for c, _ in encoded]), np.concatenate([lg for _, lg in encoded]))
+    return BatchSearchResponse(results=_search(service, queries, body.k, body.max_distance, stages),
+                               timings=stages.timings)
