@@ -44,3 +44,12 @@ def test_service_load_benchmark(index, class_folders, tmp_path):
     runs = json.loads(out.read_text())["runs"]
     assert [r["items"] for r in runs] == [36, 2000]
     assert all(r["by_image"]["requests_per_second"] > 0 for r in runs)
+
+
+def test_photo_index_benchmark_compares_both_decoders(tmp_path):
+    out = tmp_path / "photos.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "photo_index.py"), "--images", "3", "--width", "400",
+                    "--height", "300", "--out", str(out)], check=True, cwd=tmp_path, capture_output=True)
+    result = json.loads(out.read_text())
+    assert set(result["images_per_second"]) == {"shipped", "full_decode"} and result["speedup"] > 0
+    assert result["code_bits_differing_from_full_decode"]["max"] <= 128
