@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE, IndexOptions
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.options import add_dataclass_arguments, set_fields
 
@@ -91,6 +91,62 @@ def _search(args: argparse.Namespace) -> None:
         print(f"{query}:")
         for rank, hit in enumerate(hits, 1):
             print(f"{rank:>6}  {hit.distance:>8}  {hit.item.file}")
+
+
+MULTIHASH_EXACT_RADIUS = 7
+
+
+def _dedup(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from nac_hash.index_data import dedup
+    from nac_hash.index_data.indexer import build
+    from nac_hash.index_data.store import CATALOG_NAME
+
+    if args.undo:
+        print(f"moved {dedup.undo_moves(args.undo)} files back")
+        return
+    if args.path is None:
+        raise ValueError("give a folder or an index directory to search for duplicates (or --undo MANIFEST)")
+    if args.max_distance < 0:
+        raise ValueError(f"--max-distance must be at least 0, got {args.max_distance}")
+    if not args.path.is_dir():
+        raise FileNotFoundError(f"{args.path} is neither a folder of images nor an index directory")
+    with tempfile.TemporaryDirectory() as scratch:
+        index_dir = args.path
+        if not (args.path / CATALOG_NAME).is_file():  # a folder of images: index it first, into scratch space
+            index_dir = Path(scratch) / "index"
+            # Multi-hash (4 tables of 32 bits, one flip each) finds every pair within distance 7 exactly, and
+            # fast; a larger radius needs the exact flat scan.
+            index_type = "multihash" if args.max_distance <= MULTIHASH_EXACT_RADIUS else "flat"
+            build([args.path], index_dir, IndexOptions(checkpoint=args.checkpoint, index_type=index_type))
+        groups = dedup.find_groups(index_dir, args.max_distance)
+    paths = dedup.write_report(groups, args.out, args.max_distance)
+    extras = sum(len(g) - 1 for g in groups)
+    print(f"{len(groups)} groups of near-duplicates within distance {args.max_distance}; {extras} files could go "
+          f"(one kept per group): {paths['removable']}")
+    print(f"groups: {paths['json']} and {paths['csv']}")
+    if args.plot:
+        dedup.contact_sheet(groups, args.out / "groups.png")
+        print(f"contact sheet: {args.out / 'groups.png'}")
+    if args.move_to:
+        manifest = args.out / "moves.jsonl"
+        print(f"moved {dedup.move_extras(groups, args.move_to, manifest)} files to {args.move_to}; "
+              f"undo with: nac-hash dedup --undo {manifest}")
+
+
+def add_dedup_command(commands: argparse._SubParsersAction) -> None:
+    dedup = commands.add_parser("dedup", help="find near-duplicate images in a folder or an index")
+    dedup.add_argument("path", nargs="?", type=Path, help="folder of images, or an index directory")
+    dedup.add_argument("--max-distance", type=int, default=DEFAULT_DEDUP_DISTANCE,
+                       help="largest Hamming distance between copies (default: %(default)s)")
+    dedup.add_argument("--out", type=Path, default=Path("dedup"),
+                       help="folder for groups.json, groups.csv, removable.txt (default: %(default)s)")
+    dedup.add_argument("--plot", action="store_true", help="also write a contact sheet of the largest groups")
+    dedup.add_argument("--move-to", type=Path, help="move every copy but the one kept per group here (never deletes)")
+    dedup.add_argument("--undo", type=Path, metavar="MANIFEST", help="move the files a --move-to run moved back")
+    dedup.add_argument("--checkpoint", help="model for a folder (default: the packaged model)")
+    dedup.set_defaults(run=_dedup)
 
 
 def add_index_commands(commands: argparse._SubParsersAction) -> None:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
+# Hamming distance within which two images count as copies (nac-hash dedup, the service's duplicates routes).
+DEFAULT_DEDUP_DISTANCE = 4
+
 
 @dataclass(frozen=True)
 class IndexOptions:

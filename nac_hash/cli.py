@@ -127,9 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
     export.set_defaults(run=_export)
 
-    from nac_hash.index_data.cli import add_bench_commands, add_index_commands
+    from nac_hash.index_data.cli import add_bench_commands, add_dedup_command, add_index_commands
 
     add_index_commands(commands)
+    add_dedup_command(commands)
     serve = commands.add_parser("serve", help="run the HTTP search service and web page")
     serve.add_argument("--index", type=Path, help="index directory (default: $NAC_HASH_INDEX)")
     serve.add_argument("--checkpoint", type=Path, help="(default: the index's own model)")

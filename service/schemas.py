@@ -87,6 +87,11 @@ class BatchSearchResponse(BaseModel):
     timings: Timings
 
 
+class DuplicatesResponse(BaseModel):
+    max_distance: int
+    hits: list[HitOut]
+
+
 class Health(BaseModel):
     status: str
 

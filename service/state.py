@@ -131,6 +131,12 @@ class SearchService:
             raise ValueError(f"k must be at most {self.settings.max_k}")
         return self.searcher.search(codes, k, max_distance, logits)
 
+    def duplicates(self, codes: np.ndarray, logits: np.ndarray, max_distance: int,
+                   exclude: int | None = None) -> list[Hit]:
+        """Items within ``max_distance`` of one query, nearest first, without the item ``exclude``."""
+        hits = self.searcher.radius_search(codes, max_distance, logits)[0]
+        return [h for h in hits if h.id != exclude]
+
     def item(self, item_id: int) -> tuple[Item, bytes]:
         """An item and its packed code."""
         item = self.searcher.items([item_id]).get(item_id)

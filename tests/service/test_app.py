@@ -170,3 +170,18 @@ def test_web_page_and_openapi(client):
 def test_missing_index_fails_at_startup(tmp_path):
     with pytest.raises(IndexDirError, match="not an nac-hash index"), TestClient(create_app(Settings(index=tmp_path))):
         pass
+
+
+def test_duplicates_of_an_item_and_of_an_upload(client, class_folders):
+    data = (class_folders / "class2" / "0003.png").read_bytes()
+    by_upload = client.post("/duplicates", files={"image": ("q.png", data, "image/png")}, data={"max_distance": "0"})
+    assert by_upload.status_code == 200, by_upload.text
+    hits = by_upload.json()["hits"]
+    assert any(h["path"] == "class2/0003.png" for h in hits) and all(h["distance"] == 0 for h in hits)
+    item_id = next(h["id"] for h in hits if h["path"] == "class2/0003.png")
+    wide = client.get(f"/items/{item_id}/duplicates", params={"max_distance": 12}).json()
+    assert item_id not in {h["id"] for h in wide["hits"]} and wide["max_distance"] == 12
+    assert all(h["distance"] <= 12 for h in wide["hits"])
+    assert {h["id"] for h in hits} - {item_id} <= {h["id"] for h in wide["hits"]}
+    assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": 99}).status_code == 422
+    assert "/items/{item_id}/duplicates" in client.get("/openapi.json").json()["paths"]

@@ -41,5 +41,15 @@ def test_upload_shows_ranked_thumbnails_and_a_click_searches_again(live_server: 
             exact = [hits.nth(i).get_attribute("data-id") for i in range(hits.count())
                      if hits.nth(i).inner_text().startswith("d = 0")]
             assert clicked_id in exact  # the clicked image is now the query, at distance 0 from itself
+
+            first = page.locator("#results figure.hit").first
+            first_id = first.get_attribute("data-id")
+            first.locator("button.copies").click()
+            page.wait_for_selector(f"#query img[src='/items/{first_id}/image']")
+            page.wait_for_function("document.getElementById('status').textContent.includes('likely copies')")
+            shown = {page.locator("#results figure.hit").nth(i).get_attribute("data-id")
+                     for i in range(page.locator("#results figure.hit").count())}
+            expected = {str(h["id"]) for h in httpx.get(f"{live_server}/items/{first_id}/duplicates").json()["hits"]}
+            assert shown == expected
         finally:
             browser.close()

@@ -1,0 +1,64 @@
+"""nac-hash dedup: planted copies in a generated folder are found, moves can be undone, errors are one line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nac_hash.cli import main
+
+
+def write_with_copies(root: Path, originals: int = 12, seed: int = 0) -> dict[str, set[str]]:
+    """Distinct smooth images, a third of them with a resized and a re-encoded copy; returns original -> copies."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    planted = {}
+    for i in range(originals):
+        coarse = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8))
+        image = coarse.resize((96, 96), Image.Resampling.BICUBIC)
+        image.save(root / f"{i:02d}.png")
+        if i % 3 == 0:
+            image.resize((64, 64), Image.Resampling.BILINEAR).save(root / f"{i:02d}-small.png")
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=70)
+            (root / f"{i:02d}-jpeg.jpg").write_bytes(buffer.getvalue())
+            planted[f"{i:02d}.png"] = {f"{i:02d}-small.png", f"{i:02d}-jpeg.jpg"}
+    return planted
+
+
+def test_planted_copies_are_grouped_and_moves_undo(tmp_path, capsys):
+    root = tmp_path / "photos"
+    planted = write_with_copies(root)
+    out = tmp_path / "report"
+    assert main(["dedup", str(root), "--out", str(out), "--plot", "--move-to", str(tmp_path / "extras")]) == 0
+    groups = json.loads((out / "groups.json").read_text())["groups"]
+    found = {frozenset(Path(m["path"]).name for m in g) for g in groups}
+    expected = {frozenset({original, *copies}) for original, copies in planted.items()}
+    recall = len(found & expected) / len(expected)
+    precision = len(found & expected) / len(found)
+    assert recall >= 0.75 and precision >= 0.75, (found, expected)
+    for group in groups:  # the one kept is the largest image
+        assert group[0]["width"] * group[0]["height"] == max(m["width"] * m["height"] for m in group)
+        assert group[0]["distance"] == 0
+    rows = list(csv.DictReader((out / "groups.csv").open()))
+    assert len(rows) == sum(len(g) for g in groups) and (out / "groups.png").is_file()
+
+    removable = (out / "removable.txt").read_text().split()
+    before = sorted(p.name for p in root.iterdir())
+    assert all(not Path(p).exists() for p in removable)  # moved, not deleted
+    assert len(list((tmp_path / "extras").rglob("*.*"))) == len(removable)
+    assert main(["dedup", "--undo", str(out / "moves.jsonl")]) == 0
+    assert sorted(p.name for p in root.iterdir()) == sorted(before + [Path(p).name for p in removable])
+
+
+def test_dedup_errors_are_one_line(tmp_path, capsys):
+    assert main(["dedup", str(tmp_path / "nowhere")]) == 2
+    assert main(["dedup", str(tmp_path), "--max-distance", "-1"]) == 2
+    assert main(["dedup"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("nac-hash dedup: error:") for e in errors)
