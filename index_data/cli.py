@@ -226,8 +226,31 @@ def _bench_search(args: argparse.Namespace) -> None:
                         for name, r in row.items() if name.startswith("batch")))
 
 
+def _bench_copies(args: argparse.Namespace) -> None:
+    from nac_hash.index_data.copies import ALL_TRANSFORMS, bench_copies
+
+    result = bench_copies(args.out, args.originals, args.distractors or None, args.queries, args.checkpoint,
+                          tuple(args.methods.split(",")), args.seed)
+    print(f"{result['database_size']:,} database images, {args.queries} queries per transform; recall@1:")
+    print(f"  {'method':8s} {'bits':>4s} {'mean':>6s}  " + " ".join(f"{t:>9s}" for t in ALL_TRANSFORMS))
+    for method, scores in result["methods"].items():
+        print(f"  {method:8s} {scores['bits']:4d} {scores['mean_recall@1']:6.3f}  " +
+              " ".join(f"{scores[t]['recall@1']:9.3f}" for t in ALL_TRANSFORMS))
+    print(f"results and plot: {args.out}")
+
+
 def add_bench_commands(actions: argparse._SubParsersAction) -> None:
-    """Add ``bench index`` and ``bench search`` to the ``nac-hash bench`` parser."""
+    """Add ``bench index``, ``bench search`` and ``bench copies`` to the ``nac-hash bench`` parser."""
+    copies = actions.add_parser("copies", help="copy detection: NAC against perceptual hashes, per transform")
+    copies.add_argument("--originals", default="data/CIFAR-10-images/test", help="folder (default: %(default)s)")
+    copies.add_argument("--distractors", default="data/CIFAR-10-images/train",
+                        help="folder of other images in the database; '' for none (default: %(default)s)")
+    copies.add_argument("--queries", type=int, default=1000, help="originals copied per transform (default: 1000)")
+    copies.add_argument("--methods", default="nac,phash,dhash,ahash,whash,lsh,itq", help="(default: %(default)s)")
+    copies.add_argument("--checkpoint", help="NAC model (default: the packaged model)")
+    copies.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    copies.add_argument("--out", type=Path, required=True, help="output folder")
+    copies.set_defaults(run=_bench_copies)
     index = actions.add_parser("index", help="time a full build: images/s from files to a saved index")
     index.add_argument("images", nargs="+", type=Path, help="folders of images")
     index.add_argument("--out", type=Path, help="results JSON")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+from PIL import Image
 
 from nac_hash.codes import pack_bits, validate_bits
 
@@ -73,10 +76,17 @@ class ITQ:
         return pack_bits((np.asarray(features, dtype=np.float32) - self.center) @ self.projection > 0)
 
 
-def phash_codes(images: np.ndarray) -> np.ndarray:
-    """64-bit perceptual hashes (DCT pHash, the ``imagehash`` package) of (N, S, S, 3) uint8 images, packed."""
-    import imagehash
-    from PIL import Image
+PERCEPTUAL_HASHES = {"phash": "phash", "dhash": "dhash", "ahash": "average_hash", "whash": "whash"}
 
-    bits = np.stack([imagehash.phash(Image.fromarray(image), hash_size=8).hash.reshape(-1) for image in images])
-    return pack_bits(bits.astype(np.uint8))
+
+def perceptual_codes(images: Iterable[np.ndarray | Image.Image], kind: str = "phash") -> np.ndarray:
+    """64-bit perceptual hashes of the ImageHash package (DCT pHash, difference dHash, average aHash, wavelet
+    wHash) of uint8 RGB arrays or PIL images, packed like every other code."""
+    import imagehash
+
+    if kind not in PERCEPTUAL_HASHES:
+        raise ValueError(f"unknown perceptual hash {kind!r}; choose from {', '.join(PERCEPTUAL_HASHES)}")
+    hasher = getattr(imagehash, PERCEPTUAL_HASHES[kind])
+    bits = [hasher(image if isinstance(image, Image.Image) else Image.fromarray(image), hash_size=8).hash.reshape(-1)
+            for image in images]
+    return pack_bits(np.stack(bits).astype(np.uint8)) if bits else np.zeros((0, 8), np.uint8)

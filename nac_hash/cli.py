@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mmap", action="store_true", help="memory-map a flat index read-only")
     serve.set_defaults(run=_serve)
 
-    bench = commands.add_parser("bench", help="benchmarks: map (retrieval quality), index (indexing speed), "
-                                "search (search speed)")
+    bench = commands.add_parser("bench", help="benchmarks: map (retrieval quality), copies (copy "
+                                "detection), index (indexing speed), search (search speed)")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
     bench_map = benchmarks.add_parser("map", help="retrieval quality of several methods on one split")
     bench_map.add_argument("--dataset", help="cifar10, flickr25k or folder (default: cifar10)")

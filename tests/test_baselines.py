@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
+from nac_hash.baselines import ITQ, RandomHyperplaneLSH, perceptual_codes
 from nac_hash.codes import hamming_distance, unpack_bits
 from nac_hash.training.bench import plot_pr_curves, retrieval_grid, sklearn_map
 from nac_hash.training.datasets import ImageSet
@@ -56,7 +56,7 @@ def test_phash_is_stable_under_small_changes_and_tells_images_apart():
     image = np.array(Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((32, 32)))
     brighter = np.clip(image.astype(int) + 12, 0, 255).astype(np.uint8)
     other = np.array(Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((32, 32)))
-    codes = phash_codes(np.stack([image, image, brighter, other]))
+    codes = perceptual_codes(np.stack([image, image, brighter, other]))
     assert codes.shape == (4, 8)
     distance = hamming_distance(codes[:1], codes)[0]
     assert distance[1] == 0 and distance[2] <= 6 and distance[3] >= 16

@@ -53,3 +53,23 @@ def test_photo_index_benchmark_compares_both_decoders(tmp_path):
     result = json.loads(out.read_text())
     assert set(result["images_per_second"]) == {"shipped", "full_decode"} and result["speedup"] > 0
     assert result["code_bits_differing_from_full_decode"]["max"] <= 128
+
+
+def test_bench_copies_scores_every_method_and_transform(tmp_path):
+    from helpers import write_class_folders
+
+    from nac_hash.index_data.copies import ALL_TRANSFORMS
+
+    write_class_folders(tmp_path / "originals", classes=2, per_class=8)
+    write_class_folders(tmp_path / "distractors", classes=2, per_class=8, seed=3)
+    out = tmp_path / "copies"
+    assert main(["bench", "copies", "--originals", str(tmp_path / "originals"), "--distractors",
+                 str(tmp_path / "distractors"), "--queries", "6", "--methods", "nac,phash,lsh", "--out", str(out)]) == 0
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert set(methods) == {"nac", "phash", "lsh"} and (out / "recall-at-1.png").is_file()
+    for scores in methods.values():
+        for transform in ALL_TRANSFORMS:
+            assert 0 <= scores[transform]["recall@1"] <= scores[transform]["recall@10"] <= 1
+            recalls = [p["recall"] for p in scores[transform]["pr"]]
+            assert recalls == sorted(recalls)  # a larger threshold never finds fewer originals
+    assert methods["phash"]["jpeg"]["recall@1"] >= 0.5  # a re-encoded copy keeps its perceptual hash

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nac_hash.baselines import ITQ, RandomHyperplaneLSH, phash_codes
+from nac_hash.baselines import ITQ, RandomHyperplaneLSH, perceptual_codes
 from nac_hash.metrics import RetrievalMetrics, evaluate_retrieval
 from nac_hash.training.datasets import ImageSet, load_dataset
 from nac_hash.training.splits import Protocol, Split, get_protocol, make_split
@@ -74,7 +74,7 @@ def itq_codes(data: ImageSet, split: Split, bits: int, seed: int) -> np.ndarray:
 
 
 def _phash(data: ImageSet, split: Split, bits: int, seed: int) -> np.ndarray:
-    return phash_codes(data.images)
+    return perceptual_codes(data.images)
 
 
 BASELINES: dict[str, Callable[[ImageSet, Split, int, int], np.ndarray]] = {
