@@ -10,14 +10,14 @@ def images(n: int = 6, size: int = 32) -> torch.Tensor:
 
 
 def test_identity_settings_give_the_image_back():
-    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=0.0,
+    config = AugmentConfig(crop_scale_min=1.0, crop_ratio=(1.0, 1.0), mirror_probability=0.0,
                            jitter_probability=0.0, grayscale_probability=0.0)
     x = images()
     assert torch.allclose(augment(x, config), x.float() / 255, atol=1e-4)
 
 
 def test_flip_mirrors_the_image():
-    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=1.0,
+    config = AugmentConfig(crop_scale_min=1.0, crop_ratio=(1.0, 1.0), mirror_probability=1.0,
                            jitter_probability=0.0, grayscale_probability=0.0)
     x = images()
     assert torch.allclose(augment(x, config), (x.float() / 255).flip(-1), atol=1e-4)
@@ -55,7 +55,7 @@ def test_hsv_round_trip():
 
 
 def test_zero_jitter_strength_is_identity():
-    config = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_probability=0.0,
+    config = AugmentConfig(crop_scale_min=1.0, crop_ratio=(1.0, 1.0), mirror_probability=0.0,
                            brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, jitter_probability=1.0,
                            grayscale_probability=0.0)
     x = images()

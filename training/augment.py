@@ -121,8 +121,8 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     n, _, height, width = images.shape
     device = images.device
     x = images.float() / 255.0
-    boxes = crop_boxes(n, height, width, config.crop_scale, config.crop_ratio, device, generator)
-    flip = torch.rand(n, device=device, generator=generator) < config.flip_probability
+    boxes = crop_boxes(n, height, width, (config.crop_scale_min, 1.0), config.crop_ratio, device, generator)
+    flip = torch.rand(n, device=device, generator=generator) < config.mirror_probability
     x = resized_crop(x, boxes, flip, config.size)
     jitter = _per_image(torch.rand(n, device=device, generator=generator) < config.jitter_probability)
     x = torch.where(jitter, color_jitter(x, config, generator), x)

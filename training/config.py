@@ -32,12 +32,11 @@ RECIPES = {
 }
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    size: int = 32
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_probability: float = 0.5
+@dataclass
+class AugmentOptions:
+    """The augmentation settings a run can change (options of ``nac-hash train``, inherited by TrainConfig)."""
+
+    crop_scale_min: float = 0.08
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
@@ -47,7 +46,16 @@ class AugmentConfig:
 
 
 @dataclass
-class TrainConfig:
+class AugmentConfig(AugmentOptions):
+    """Everything :func:`nac_hash.training.augment.augment` needs: the options plus the fixed parts."""
+
+    size: int = 32
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    mirror_probability: float = 0.5
+
+
+@dataclass
+class TrainConfig(AugmentOptions):
     """One training run. Every field is an option of ``nac-hash train`` and a key of its ``--config`` YAML.
 
     Attributes:
@@ -122,13 +130,6 @@ class TrainConfig:
     trust_coefficient: float = 0.001
     warmup_epochs: int | None = None
     time_budget: str | None = None
-    crop_scale_min: float = 0.08
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    jitter_probability: float = 0.8
-    grayscale_probability: float = 0.2
     out_dir: str = "runs/nac"
     device: str = "auto"
     compile: bool = False
@@ -188,10 +189,8 @@ class TrainConfig:
                            inference_head=METHODS[self.method].inference_head)
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(size=self.image_size, crop_scale=(self.crop_scale_min, 1.0),
-                             brightness=self.brightness, contrast=self.contrast, saturation=self.saturation,
-                             hue=self.hue, jitter_probability=self.jitter_probability,
-                             grayscale_probability=self.grayscale_probability)
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentOptions)}
+        return AugmentConfig(size=self.image_size, **options)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
