@@ -75,6 +75,7 @@ def _bench_map(args: argparse.Namespace) -> None:
                         bits=[int(b) for b in args.bits.split(",")], methods=args.methods.split(","),
                         checkpoints=checkpoints, split_seed=args.split_seed, device=args.device)
     print(f"{results['dataset']}, protocol {results['protocol']}, split seed {results['split_seed']}")
+    print(f"cross-check: {results['cross_check']}")
     for row in results["rows"]:
         check = row["cross_check"]
         print(f"  {row['method']:8s} {row['bits']:3d} bits  {_scores(row)}  "
