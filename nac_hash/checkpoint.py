@@ -76,7 +76,12 @@ def export_checkpoint(source: str | Path, target: str | Path, metadata: dict | N
 
     The inference head only serves training; encoding needs the backbone and the projection head.
     """
-    model, sidecar = load_checkpoint(source)
+    return export_model(*load_checkpoint(source), target, metadata, dtype)
+
+
+def export_model(model: HashingModel, sidecar: dict, target: str | Path, metadata: dict | None = None,
+                 dtype: torch.dtype = torch.float16) -> Path:
+    """:func:`export_checkpoint` of a loaded model (with the sidecar it came with)."""
     inference_only = HashingModel(dataclasses.replace(model.config, inference_head=False))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("inference.")}
     inference_only.load_state_dict(state)

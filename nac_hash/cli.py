@@ -63,8 +63,16 @@ def _export(args: argparse.Namespace) -> None:
             "split_seed": results["split_seed"], "map": results["methods"][method]["map"],
             "results_file": str(args.results),
         }
-    path = export_checkpoint(args.checkpoint, args.out, metadata)
-    print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head)")
+    if args.itq:
+        from nac_hash.checkpoint import export_model, load_checkpoint
+        from nac_hash.training.rotation import training_images, with_code_rotation
+
+        model, sidecar = load_checkpoint(args.checkpoint)
+        path = export_model(with_code_rotation(model, training_images(sidecar)), sidecar, args.out, metadata)
+    else:
+        path = export_checkpoint(args.checkpoint, args.out, metadata)
+    print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head"
+          f"{', ITQ code rotation' if args.itq else ''})")
 
 
 def _bench_map(args: argparse.Namespace) -> None:
@@ -126,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", help="model .safetensors")
     export.add_argument("--out", type=Path, required=True, help="target .safetensors")
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
+    export.add_argument("--itq", action="store_true", help="add an ITQ rotation of the codes, fitted on the "
+                        "checkpoint's training images (its recorded data and split)")
     export.set_defaults(run=_export)
 
     from nac_hash.index_data.cli import add_bench_commands, add_dedup_command, add_index_commands

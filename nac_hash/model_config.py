@@ -16,7 +16,11 @@ ARCHITECTURES = ("vgg16_bn", "resnet18", "resnet50", "cnn_small")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model and its input transform, stored in every checkpoint."""
+    """Everything needed to rebuild a model and its input transform, stored in every checkpoint.
+
+    ``code_rotation``: the codes are the signs of (a - center) @ R rather than of the pre-activations a, with an
+    ITQ rotation R fitted on the training images after training (``nac-hash export --itq``).
+    """
 
     arch: str = "vgg16_bn"
     bits: int = 128
@@ -24,6 +28,7 @@ class ModelConfig:
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
     inference_head: bool = True
+    code_rotation: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:

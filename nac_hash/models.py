@@ -66,6 +66,9 @@ class HashingModel(nn.Module):
         self.backbone, self.feature_dim = build_backbone(config)
         self.projection = _head(self.feature_dim, config.bits)
         self.inference = _head(self.feature_dim, config.bits) if config.inference_head else None
+        if config.code_rotation:
+            self.register_buffer("rotation_center", torch.zeros(config.bits))
+            self.register_buffer("rotation", torch.eye(config.bits))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
@@ -83,8 +86,12 @@ class HashingModel(nn.Module):
         return self.backbone[:-2](images)  # drop the global average pooling and the flatten
 
     def code_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Features h -> code pre-activations a = g(h) / sqrt(D); the hash code is sign(a)."""
-        return self.projection(features) / math.sqrt(self.config.bits)
+        """Features h -> code pre-activations a = g(h) / sqrt(D) (rotated, for a model with a code rotation);
+        the hash code is their sign."""
+        logits = self.projection(features) / math.sqrt(self.config.bits)
+        if self.config.code_rotation:
+            logits = (logits - self.rotation_center) @ self.rotation
+        return logits
 
     def bit_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Features h of one view -> logits r = phi(h) / sqrt(D) of the other view's bits."""

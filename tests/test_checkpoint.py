@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,23 @@ def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
     assert json.loads(target.read_text()) == {"v": 1}
     assert list(tmp_path.iterdir()) == [target]
     assert target.stat().st_mode & 0o044  # readable by group/others under the usual umask
+
+
+def test_itq_code_rotation_survives_export_and_matches_itq(class_folders, tmp_path):
+    from nac_hash.baselines import ITQ
+    from nac_hash.checkpoint import export_model
+    from nac_hash.inference import code_logits, encode_images
+    from nac_hash.training.rotation import with_code_rotation
+
+    model = HashingModel(ModelConfig(arch="cnn_small", bits=16)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    rotated = with_code_rotation(model, images)
+    expected = ITQ(16, seed=0).fit(code_logits(model, images)).encode(code_logits(model, images))
+    np.testing.assert_array_equal(encode_images(rotated, images), expected)
+    with pytest.raises(ValueError, match="already"):
+        with_code_rotation(rotated, images)
+
+    path = export_model(rotated, {}, tmp_path / "rotated.safetensors", dtype=torch.float32)
+    loaded, sidecar = load_checkpoint(path)
+    assert sidecar["model"]["code_rotation"] and loaded.inference is None
+    np.testing.assert_array_equal(encode_images(loaded, images), expected)

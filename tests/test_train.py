@@ -94,3 +94,12 @@ def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert main(["train", "--method", "byol", "--out-dir", str(tmp_path)]) == 2
     assert "method must be one of" in capsys.readouterr().err
+
+
+def test_export_with_itq_fits_on_the_recorded_training_images(class_folders, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(class_folders, out, epochs=1)) == 0
+    assert main(["export", str(out / "model.safetensors"), "--out", str(tmp_path / "x.safetensors"), "--itq"]) == 0
+    sidecar = json.loads((tmp_path / "x.json").read_text())
+    assert sidecar["model"]["code_rotation"] and not sidecar["model"]["inference_head"]
+    assert sidecar["training"]["data_root"] == str(class_folders)

@@ -1,0 +1,47 @@
+"""An ITQ rotation of a trained model's code pre-activations, fitted on its training images.
+
+Iterative quantization (Gong & Lazebnik, 2011) finds the orthogonal rotation of centred pre-activations whose
+signs lose the least: the same model then spreads its codes more evenly over the Hamming cube. It is fitted
+after training, on the images the model trained on, and stored in the model (``ModelConfig.code_rotation``),
+so every path that encodes (eval, the indexer, the service) uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from nac_hash.baselines import ITQ
+from nac_hash.inference import code_logits
+from nac_hash.models import HashingModel
+from nac_hash.training.config import TrainConfig
+from nac_hash.training.datasets import load_dataset
+from nac_hash.training.splits import get_protocol, make_split
+
+
+def training_images(sidecar: dict) -> np.ndarray:
+    """The training split of the data a checkpoint records, as (N, S, S, 3) uint8 images."""
+    recorded = {k: v for k, v in sidecar.get("training", {}).items()
+                if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    config = TrainConfig(**recorded)
+    data = load_dataset(config.dataset, config.data_root, config.image_size)
+    split = make_split(get_protocol(config.protocol), data.labels, data.is_test, config.split_seed, config.queries,
+                       config.train_images, data.class_names)
+    return data.images[split.train]
+
+
+def with_code_rotation(model: HashingModel, images: np.ndarray, seed: int = 0, batch_size: int = 1000
+                       ) -> HashingModel:
+    """A copy of ``model`` whose codes are the ITQ-rotated signs of its pre-activations on ``images``."""
+    if model.config.code_rotation:
+        raise ValueError("this model has a code rotation already")
+    logits = np.concatenate([code_logits(model, images[i : i + batch_size])
+                             for i in range(0, len(images), batch_size)])
+    itq = ITQ(model.config.bits, seed=seed).fit(logits)
+    rotated = HashingModel(dataclasses.replace(model.config, code_rotation=True))
+    state = model.state_dict() | {"rotation_center": torch.from_numpy(itq.center),
+                                  "rotation": torch.from_numpy(itq.projection)}
+    rotated.load_state_dict(state)
+    return rotated.eval()
