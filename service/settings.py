@@ -34,6 +34,7 @@ class Settings(BaseSettings):
         max_pixels: larger images get 422 (decompression bombs).
         max_k: the largest k a search may ask for (at most the API schema's 1,000).
         refresh_s: how often searches check for changes that another process (the CLI) committed.
+        batch_queries: encode the query images of concurrent requests in one forward pass (service.batcher).
         threads: FAISS search threads (default: all cores).
         mmap: memory-map a flat index read-only; mutations are refused then.
         search: search-time knobs of approximate index types.
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
     max_k: int = Field(default=MAX_K, ge=1, le=MAX_K)
     refresh_s: float = Field(default=1.0, gt=0)
+    batch_queries: bool = True
     threads: int | None = Field(default=None, ge=1)
     mmap: bool = False
     search: SearchParams = SearchParams()

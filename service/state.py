@@ -27,6 +27,7 @@ from nac_hash.index_data.indexer import commit_items, remove_items
 from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search import Hit, Searcher
 from nac_hash.index_data.store import IndexStore
+from nac_hash.service.batcher import QueryBatcher
 from nac_hash.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,13 @@ class SearchService:
         self._writer = threading.Lock()
         self._waiting = threading.BoundedSemaphore(MAX_WAITING_WRITES)
         self._checked = time.monotonic()
+        self._batcher = QueryBatcher(lambda images: self.searcher.embed(images)) if settings.batch_queries else None
         if not settings.mmap:
             self.remove_orphan_uploads()
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
         self.searcher.store.close()
 
     def refresh_if_due(self) -> None:
@@ -123,6 +127,8 @@ class SearchService:
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """One decoded image -> its (1, bits) pre-activations; their signs are its code."""
+        if self._batcher is not None:
+            return self._batcher.embed(pixels)
         return self.searcher.embed([pixels])
 
     def search(self, codes: np.ndarray, logits: np.ndarray, k: int, max_distance: int | None) -> list[list[Hit]]:

@@ -1,4 +1,5 @@
-"""p50/p99 latency and requests/s of POST /search, by image and by code, at 60,000 and 1,000,000 items.
+"""p50/p99 latency and requests/s of POST /search, by image and by code, at 60,000 and 1,000,000 items, with the
+service's query batching off and on.
 
 Starts `nac-hash serve` (one uvicorn worker) on each index and drives it with wrk on the same machine, so the
 server and the load generator share the CPU. The 1,000,000-item index is the 60,000 CIFAR-10 codes plus
@@ -30,9 +31,10 @@ from nac_hash.provenance import provenance
 SCRIPT = Path(__file__).with_name("search.lua")
 
 
-def serve(index: Path, port: int) -> subprocess.Popen:
+def serve(index: Path, port: int, batching: bool) -> subprocess.Popen:
+    env = {**os.environ, "NAC_HASH_BATCH_QUERIES": str(batching).lower()}
     server = subprocess.Popen([sys.executable, "-m", "nac_hash.cli", "serve", "--index", str(index), "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -54,11 +56,11 @@ def wrk(port: int, env: dict, seconds: int, connections: int) -> dict:
     return result
 
 
-def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int) -> dict:
-    server = serve(index, port)
+def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int, batching: bool) -> dict:
+    server = serve(index, port, batching)
     try:
         items = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["items"]
-        return {"items": items,
+        return {"items": items, "batch_queries": batching,
                 "by_image": wrk(port, {"IMAGE": str(image)}, seconds, connections),
                 "by_code": wrk(port, {"CODE": code}, seconds, connections)}
     finally:
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=8390)
+    parser.add_argument("--batching", choices=("both", "on", "off"), default="both",
+                        help="query batching of the service (NAC_HASH_BATCH_QUERIES): each setting in turn (default)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -82,10 +86,12 @@ def main() -> None:
     meta = dict(store.meta)
     store.close()
     code = codes[len(codes) // 2].tobytes().hex()
-    results = [run(args.index, args.image, code, args.port, args.seconds, args.connections)]
+    modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.batching]
+    results = [run(args.index, args.image, code, args.port, args.seconds, args.connections, b) for b in modes]
     with tempfile.TemporaryDirectory() as scratch:
         synthetic_index(Path(scratch), grow_codes(codes, args.large, np.random.default_rng(0)), meta)
-        results.append(run(Path(scratch), args.image, code, args.port, args.seconds, args.connections))
+        results += [run(Path(scratch), args.image, code, args.port, args.seconds, args.connections, b)
+                    for b in modes]
     write_json(args.out, {"benchmark": "service /search", "k": 10, "uvicorn_workers": 1,
                           "wrk": {"threads": 1, "connections": args.connections, "seconds": args.seconds},
                           "runs": results, **provenance()})
