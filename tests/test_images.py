@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -110,3 +112,34 @@ def test_mutated_files_decode_or_raise_invalid_image(source, edits, cut):
     except InvalidImageError:
         return
     assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8
+
+
+def test_strip_bombs_cost_little_memory_in_every_path(tmp_path):
+    """In a fresh process: 256 strips of 1 x 300,000 pixels through the decoder the indexer and the service use,
+    and one through the training loader, raise the peak memory by less than 50 MB (each once cost 2.3 GB)."""
+    code = """
+import io, resource, sys
+from pathlib import Path
+from PIL import Image
+from nac_hash.images import InvalidImageError, decode_image
+from nac_hash.training.datasets import load_image_folder
+buffer = io.BytesIO()
+Image.new("L", (1, 300_000)).save(buffer, format="PNG")
+strip = buffer.getvalue()
+root = Path(sys.argv[1])
+(root / "a").mkdir(parents=True)
+(root / "a" / "strip.png").write_bytes(strip)
+Image.new("RGB", (32, 32)).save(root / "a" / "fine.png")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(256):
+    try:
+        decode_image(strip, 32)
+    except InvalidImageError:
+        pass
+data = load_image_folder(root, 32)
+assert len(data.images) == 1 and "times longer" in data.skipped[0][1], data.skipped
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "images")], capture_output=True, text=True,
+                            check=True)
+    assert float(result.stdout.strip().splitlines()[-1]) < 50

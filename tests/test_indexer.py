@@ -26,7 +26,7 @@ from nac_hash.index_data.store import IndexDirError, IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
-             "notes.png": "not a readable image", "bomb.png": "more than the limit"}
+             "notes.png": "not a readable image", "bomb.png": "more than the limit", "strip.png": "times longer"}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,7 @@ def add_bad_files(folder: Path) -> None:
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.png").write_text("not an image")
     Image.new("1", (12_000, 12_000)).save(folder / "bomb.png")
+    Image.new("L", (1, 300_000)).save(folder / "strip.png")  # 661 bytes that once decoded into 2.3 GB
     (folder / "readme.txt").write_text("ignored: not an image extension")
     (folder / "UPPER.PNG").write_bytes(good)
 
