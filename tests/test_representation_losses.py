@@ -35,9 +35,20 @@ def test_deep_infomax_matches_slow_computation():
 
 def test_aet_loss_is_the_error_of_the_decoded_parameters():
     loss = AETLoss(feature_dim=4)
-    features, transformed, params = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 6)
-    predicted = loss.decoder(torch.cat([features, transformed], 1))
-    assert torch.allclose(loss(features, transformed, params), ((predicted - params) ** 2).mean())
+    rng = np.random.default_rng(0)
+    w1, b1, w2, b2 = rng.normal(size=(4, 8)), rng.normal(size=4), rng.normal(size=(6, 4)), rng.normal(size=6)
+    with torch.no_grad():
+        for layer, (w, b) in zip((loss.decoder[0], loss.decoder[2]), ((w1, b1), (w2, b2)), strict=True):
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+    features, transformed, params = (rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(3, 6)))
+    # By hand, in float64 NumPy: the decoder reads the two features side by side, then the mean squared error.
+    errors = []
+    for f, t, p in zip(features, transformed, params, strict=True):
+        hidden = np.maximum(w1 @ np.concatenate([f, t]) + b1, 0)
+        errors += list((w2 @ hidden + b2 - p) ** 2)
+    as_tensors = [torch.from_numpy(x).float() for x in (features, transformed, params)]
+    assert loss(*as_tensors).item() == pytest.approx(np.mean(errors), rel=1e-5)
 
 
 def test_random_affine_returns_the_matrix_it_applied():
