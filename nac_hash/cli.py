@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="learn hash codes (NAC, NAC-MQ or SimCLR)")
-    from nac_hash.training.config import add_config_arguments
+    from nac_hash.training.config import CIFAR10_ROOT, add_config_arguments
 
     add_config_arguments(train)
     train.set_defaults(run=_train)
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_map.add_argument("--dataset", help="cifar10, flickr25k or folder (default: cifar10)")
     bench_map.add_argument("--protocol", help="cifar10-nac, cifar10-i, cifar10-ii, flickr25k or folder (default: "
                            "the dataset's)")
-    bench_map.add_argument("--root", default="data/CIFAR-10-images", help="dataset folder")
+    bench_map.add_argument("--root", default=CIFAR10_ROOT, help="dataset folder (default: %(default)s)")
     bench_map.add_argument("--bits", default="128", help="comma-separated code lengths (pHash is always 64)")
     bench_map.add_argument("--methods", default="nac,lsh,itq,phash",
                            help="comma-separated: nac, nac_mq, simclr, dim, aet (from checkpoints), lsh, itq, phash")

@@ -29,6 +29,7 @@ from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
 from nac_hash.metrics import relevance
 from nac_hash.provenance import provenance
+from nac_hash.training.config import CIFAR10_ROOT
 from nac_hash.training.datasets import ImageSet
 from nac_hash.training.methods import FEATURE_METHODS, METHODS
 from nac_hash.training.scoring import BASELINES, baseline_bits, load_scoring_data, score_codes
@@ -110,7 +111,7 @@ def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, 
 
 
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
-              data_root: str = "data/CIFAR-10-images", bits: Sequence[int] = (128,),
+              data_root: str = CIFAR10_ROOT, bits: Sequence[int] = (128,),
               methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
               split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
     """Score every method at every code length on one split; write the table, plots and cross-check.

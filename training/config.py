@@ -23,6 +23,7 @@ from nac_hash.training.splits import PROTOCOLS, default_protocol
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_WARMUP_SHARE = 0.05
+CIFAR10_ROOT = "data/CIFAR-10-images"  # where the quickstart unpacks the CIFAR-10 JPEG copy
 # What arch, batch_size and flip_probability default to. The GPU recipe is the paper's hashing recipe; the CPU
 # one trains the shipped default model (README, results table): a network and batch that a 2-core CPU runs
 # at about 1,700 images/s in bf16, and the flip probability that scored best at 150 CPU epochs.
@@ -108,7 +109,7 @@ class TrainConfig(AugmentOptions):
     """
 
     dataset: str = "cifar10"
-    data_root: str = "data/CIFAR-10-images"
+    data_root: str = CIFAR10_ROOT
     protocol: str | None = None
     split_seed: int = 0
     queries: int | None = None

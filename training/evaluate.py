@@ -15,14 +15,12 @@ from nac_hash.atomic import write_json
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.provenance import provenance
+from nac_hash.training.config import CIFAR10_ROOT
 from nac_hash.training.scoring import check_baselines, load_scoring_data, score_baseline, score_codes
 from nac_hash.training.splits import default_protocol, save_split
 from nac_hash.training.train import resolve_device
 
 logger = logging.getLogger(__name__)
-
-
-DEFAULT_DATA_ROOT = "data/CIFAR-10-images"
 
 
 def _recorded_data(sidecar: dict, dataset: str | None, protocol: str | None) -> dict:
@@ -55,7 +53,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
     recorded = _recorded_data(sidecar, dataset, protocol)
     dataset = dataset or recorded["dataset"]
     seed = split_seed if split_seed is not None else recorded.get("split_seed", 0)
-    scoring = load_scoring_data(dataset, data_root or recorded.get("data_root", DEFAULT_DATA_ROOT),
+    scoring = load_scoring_data(dataset, data_root or recorded.get("data_root", CIFAR10_ROOT),
                                 protocol or recorded.get("protocol") or default_protocol(dataset), seed,
                                 model.config.image_size, recorded.get("queries"), recorded.get("train_images"))
     out = Path(out)
