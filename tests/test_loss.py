@@ -115,3 +115,11 @@ def test_nac_loss_falls_on_a_tiny_problem():
         losses.append(loss.item())
     assert losses[0] == pytest.approx(math.log(32), abs=0.05)
     assert sum(losses[-10:]) / 10 < math.log(32) - 0.4
+
+
+def test_channel_capacity_matches_the_binary_entropy():
+    from nac_hash.loss import channel_capacity_bits
+
+    assert channel_capacity_bits(128, 0.4) == pytest.approx(128 * (1 - 0.970950594), rel=1e-6)  # H(0.4)
+    assert channel_capacity_bits(128, 0.25) == pytest.approx(24.15, abs=0.01)
+    assert channel_capacity_bits(16, 0.1) < channel_capacity_bits(16, 0.05) < 16

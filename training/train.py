@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from nac_hash.atomic import atomic_path
 from nac_hash.checkpoint import save_checkpoint
 from nac_hash.inference import encode_images
+from nac_hash.loss import channel_capacity_bits
 from nac_hash.metrics import evaluate_retrieval
 from nac_hash.model_config import CIFAR10_MEAN, CIFAR10_STD, ModelConfig
 from nac_hash.models import HashingModel
@@ -192,6 +194,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
                        data.class_names)
     logger.info("%s, protocol %s: %d queries, %d database images, %d training images", data.description,
                 protocol.name, len(split.query), len(split.database), len(split.train))
+    warn_if_the_channel_is_too_narrow(config, len(data.images))
     if world.is_main:
         save_split(split, out / "split.npz")
     images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
@@ -265,6 +268,18 @@ def image_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     mean = total / count
     std = (squares / count - mean.square()).clamp(min=1e-6).sqrt()  # a constant channel must not divide by 0
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def warn_if_the_channel_is_too_narrow(config: TrainConfig, images: int) -> None:
+    """NAC's objective cannot tell apart more codewords than its channel carries (channel_capacity_bits)."""
+    if config.method not in ("nac", "nac_mq"):
+        return
+    capacity = channel_capacity_bits(config.bits, config.flip_probability)
+    if capacity < math.log2(max(images, 2)):
+        logger.warning("with %d bits and p = %g the noisy channel carries %.1f bits, fewer than the %.1f bits that "
+                       "tell %d images apart: the codes will crowd into few codewords until late in training; "
+                       "lower --flip-probability", config.bits, config.flip_probability, capacity,
+                       math.log2(images), images)
 
 
 def evaluation_size(split: Split, config: TrainConfig) -> int:
