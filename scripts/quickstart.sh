@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: install, unpack the CIFAR-10 JPEG copy from ../shared/data (or use
 # DATA_ROOT), index all its images with the packaged default model, search with a few of them, and score the
-# model's retrieval quality on the cifar10-nac protocol beside an LSH baseline.
+# model's retrieval quality on the cifar10-nac protocol beside LSH and ITQ on pixels and pHash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +13,4 @@ if [ ! -d "$DATA_ROOT" ]; then
 fi
 .venv/bin/nac-hash index build "$DATA_ROOT" --out results/cifar10-index
 .venv/bin/nac-hash search results/cifar10-index "$DATA_ROOT"/test/cat/0001.jpg "$DATA_ROOT"/test/ship/0001.jpg -k 5
-.venv/bin/nac-hash eval --data-root "$DATA_ROOT" --baselines lsh --out results/default-cifar10-nac.json
+.venv/bin/nac-hash eval --data-root "$DATA_ROOT" --baselines lsh,itq,phash --out results/default-cifar10-nac.json
