@@ -93,7 +93,6 @@ def _search(args: argparse.Namespace) -> None:
             print(f"{rank:>6}  {hit.distance:>8}  {hit.item.file}")
 
 
-MULTIHASH_EXACT_RADIUS = 7
 
 
 def _dedup(args: argparse.Namespace) -> None:
@@ -116,10 +115,7 @@ def _dedup(args: argparse.Namespace) -> None:
         index_dir = args.path
         if not (args.path / CATALOG_NAME).is_file():  # a folder of images: index it first, into scratch space
             index_dir = Path(scratch) / "index"
-            # Multi-hash (4 tables of 32 bits, one flip each) finds every pair within distance 7 exactly, and
-            # fast; a larger radius needs the exact flat scan.
-            index_type = "multihash" if args.max_distance <= MULTIHASH_EXACT_RADIUS else "flat"
-            build([args.path], index_dir, IndexOptions(checkpoint=args.checkpoint, index_type=index_type))
+            build([args.path], index_dir, IndexOptions(checkpoint=args.checkpoint))
         groups = dedup.find_groups(index_dir, args.max_distance)
     paths = dedup.write_report(groups, args.out, args.max_distance)
     extras = sum(len(g) - 1 for g in groups)

@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from nac_hash.atomic import atomic_path, write_json
 from nac_hash.codes import hamming_distance
+from nac_hash.index_data.index import HammingIndex, multihash_exact_radius
+from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import IndexStore
 from nac_hash.progress import progress_bar
 
@@ -37,38 +41,36 @@ class Member:
     height: int
 
 
-def _components(pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected components of the graph with these edges (union-find), each as sorted ids."""
-    parent: dict[int, int] = {}
+def close_pairs(codes: np.ndarray, max_distance: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) of rows of ``codes`` within Hamming distance ``max_distance``, as two arrays.
 
-    def root(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    groups: dict[int, list[int]] = {}
-    for x in parent:
-        groups.setdefault(root(x), []).append(x)
-    return [sorted(g) for g in groups.values()]
-
-
-def close_pairs(store: IndexStore, max_distance: int, progress: bool = True) -> list[tuple[int, int]]:
-    """Every pair of item ids whose codes lie within ``max_distance``, by radius search of the index."""
-    index, _ = store.load_index()
-    ids, codes = store.catalog.codes()
-    pairs = []
-    bar = progress_bar(total=len(ids), desc="dedup", unit="item", disable=not progress)
-    for start in range(0, len(ids), QUERY_CHUNK):
-        chunk = slice(start, start + QUERY_CHUNK)
-        for query_id, (_, found) in zip(ids[chunk], index.range_search(codes[chunk], max_distance), strict=True):
-            pairs += [(int(query_id), int(other)) for other in found if other > query_id]
-        bar.update(len(ids[chunk]))
+    Searches a multi-hash index built for the purpose, which finds every pair within its exact radius (7 for
+    128 bits) without scanning all codes, or a flat index beyond that radius.
+    """
+    exact = max_distance <= multihash_exact_radius(codes.shape[1] * 8, SearchParams().nflip)
+    index_type = "multihash" if exact else "flat"
+    hamming = HammingIndex.build(codes, np.arange(len(codes), dtype=np.int64), index_type)  # keeps FAISS's index alive
+    firsts, seconds = [], []
+    bar = progress_bar(total=len(codes), desc="dedup", unit="code", disable=not progress)
+    for start in range(0, len(codes), QUERY_CHUNK):
+        chunk = codes[start : start + QUERY_CHUNK]
+        limits, _, positions = hamming.index.range_search(chunk, max_distance + 1)  # FAISS: distances < radius
+        queries = np.repeat(np.arange(start, start + len(chunk)), np.diff(limits).astype(np.int64))
+        later = positions > queries
+        firsts.append(queries[later])
+        seconds.append(positions[later])
+        bar.update(len(chunk))
     bar.close()
-    return pairs
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def group_rows(n: int, firsts: np.ndarray, seconds: np.ndarray) -> list[np.ndarray]:
+    """Connected components of the pairs among ``n`` rows (scipy's csgraph), those of two rows or more."""
+    graph = coo_matrix((np.ones(len(firsts), np.int8), (firsts, seconds)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    return [g for g in np.split(order, bounds) if len(g) > 1]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -85,24 +87,24 @@ def find_groups(index_dir: str | Path, max_distance: int, progress: bool = True)
         raise ValueError(f"--max-distance must be at least 0, got {max_distance}")
     store = IndexStore(index_dir)
     try:
-        groups = _components(close_pairs(store, max_distance, progress))
-        members = store.catalog.items({i for g in groups for i in g})
-        codes = store.catalog.codes_of({i for g in groups for i in g})
+        ids, codes = store.catalog.codes()
+        groups = group_rows(len(ids), *close_pairs(codes, max_distance, progress))
+        members = store.catalog.items(ids[np.concatenate(groups)].tolist() if groups else [])
     finally:
         store.close()
-    result = []
-    for group in groups:
-        files = {i: members[i].file for i in group if i in members}
-        sizes = {i: _image_size(f) for i, f in files.items()}
-        lengths = {i: f.stat().st_size if f.is_file() else 0 for i, f in files.items()}
-        order = sorted(files, key=lambda i: (-sizes[i][0] * sizes[i][1], -lengths[i], str(files[i])))
-        if len(order) < 2:
-            continue
-        first = np.frombuffer(codes[order[0]], np.uint8)[None]
-        distances = hamming_distance(first, np.stack([np.frombuffer(codes[i], np.uint8) for i in order]))[0]
-        result.append([Member(i, str(files[i]), int(d), lengths[i], *sizes[i])
-                       for i, d in zip(order, distances, strict=True)])
-    return sorted(result, key=lambda g: (-len(g), g[0].path))
+    result = [_members(group, ids, codes, members) for group in groups]
+    return sorted((g for g in result if len(g) > 1), key=lambda g: (-len(g), g[0].path))
+
+
+def _members(rows: np.ndarray, ids: np.ndarray, codes: np.ndarray, items: dict) -> list[Member]:
+    """A group's members, the one to keep first (largest image, then largest file, then first path)."""
+    files = {int(r): items[int(ids[r])].file for r in rows if int(ids[r]) in items}
+    sizes = {r: _image_size(f) for r, f in files.items()}
+    lengths = {r: f.stat().st_size if f.is_file() else 0 for r, f in files.items()}
+    order = sorted(files, key=lambda r: (-sizes[r][0] * sizes[r][1], -lengths[r], str(files[r])))
+    distances = hamming_distance(codes[order[:1]], codes[order])[0] if order else []
+    return [Member(int(ids[r]), str(files[r]), int(d), lengths[r], *sizes[r])
+            for r, d in zip(order, distances, strict=True)]
 
 
 def write_report(groups: list[list[Member]], out_dir: str | Path, max_distance: int) -> dict[str, Path]:

@@ -41,6 +41,12 @@ def ivf_lists(n: int) -> int:
     return max(1, min(round(4 * math.sqrt(n)), n // 39))
 
 
+def multihash_exact_radius(bits: int, nflip: int) -> int:
+    """The radius within which the multi-hash index (tables of 32 bits) finds every code: a code within it
+    differs from the query in at most ``nflip`` bits in one table at least (pigeonhole principle)."""
+    return (bits // 32) * (nflip + 1) - 1
+
+
 def new_faiss_index(index_type: str, bits: int, n: int) -> faiss.IndexBinary:
     """An empty FAISS binary index of ``index_type`` sized for about ``n`` codes."""
     validate_bits(bits)

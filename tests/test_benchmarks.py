@@ -73,3 +73,11 @@ def test_bench_copies_scores_every_method_and_transform(tmp_path):
             recalls = [p["recall"] for p in scores[transform]["pr"]]
             assert recalls == sorted(recalls)  # a larger threshold never finds fewer originals
     assert methods["phash"]["jpeg"]["recall@1"] >= 0.5  # a re-encoded copy keeps its perceptual hash
+
+
+def test_dedup_scale_benchmark(index, tmp_path):
+    out = tmp_path / "dedup.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "dedup_scale.py"), "--codes-from", str(index),
+                    "--size", "500", "--out", str(out)], check=True, cwd=tmp_path, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["codes"] == 500 and result["pairs"] > 0 and 0 < result["codes_in_groups"] <= 500

@@ -62,3 +62,20 @@ def test_dedup_errors_are_one_line(tmp_path, capsys):
     assert main(["dedup"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(e.startswith("nac-hash dedup: error:") for e in errors)
+
+
+def test_close_pairs_are_exactly_the_brute_force_pairs():
+    from nac_hash.codes import hamming_distance
+    from nac_hash.index_data.dedup import close_pairs, group_rows
+
+    rng = np.random.default_rng(0)
+    codes = np.packbits(rng.integers(0, 2, (300, 128)).astype(np.uint8), axis=1)
+    codes[100:110] = codes[0]  # 11 identical codes
+    codes[201] = codes[200] ^ np.eye(16, dtype=np.uint8)[0] * 0b111  # 3 bits from 200
+    codes[202] = codes[201] ^ np.eye(16, dtype=np.uint8)[5] * 0b1111  # 4 bits from 201, 7 from 200
+    distances = hamming_distance(codes, codes)
+    for radius in (3, 7, 9):  # multi-hash up to 7, the flat scan beyond
+        firsts, seconds = close_pairs(codes, radius, progress=False)
+        expected = {(i, j) for i in range(300) for j in range(i + 1, 300) if distances[i, j] <= radius}
+        assert set(zip(firsts.tolist(), seconds.tolist(), strict=True)) == expected
+    assert sorted(len(g) for g in group_rows(300, *close_pairs(codes, 3, progress=False))) == [2, 11]

@@ -106,11 +106,11 @@ def test_export_with_itq_fits_on_the_recorded_training_images(class_folders, tmp
 
 
 def test_a_too_noisy_channel_is_warned_about(class_folders, tmp_path, caplog):
-    args = train_args(class_folders, tmp_path / "noisy", epochs=1) + ["--flip-probability", "0.45"]
+    args = [*train_args(class_folders, tmp_path / "noisy", epochs=1), "--flip-probability", "0.45"]
     with caplog.at_level("WARNING", logger="nac_hash.training.train"):
         assert main(args) == 0
     assert "lower --flip-probability" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="nac_hash.training.train"):
-        assert main(train_args(class_folders, tmp_path / "fine", epochs=1) + ["--flip-probability", "0.05"]) == 0
+        assert main([*train_args(class_folders, tmp_path / "fine", epochs=1), "--flip-probability", "0.05"]) == 0
     assert "lower --flip-probability" not in caplog.text
