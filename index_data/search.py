@@ -7,8 +7,8 @@ Hamming radius.
 Hits at equal Hamming distance are ordered by a second key, never by item id (which follows folder order):
 for an image query, by how strongly its real-valued pre-activations agree with the hit's bits (the
 asymmetric score sum_j a_j * (2 b_j - 1), higher first); for a query given as a code, by a fixed hash of the
-item id (a seeded shuffle). To pick ties at the k-th place by that key too, top-k fetches ``TIE_OVERFETCH``
-times k candidates.
+item id (a seeded shuffle). When a tie crosses the k-th place, top-k fetches ``TIE_OVERFETCH`` times k
+candidates, so that the key picks which tied hits make the cut.
 """
 
 from __future__ import annotations
@@ -132,7 +132,9 @@ class Searcher:
         ``logits``, the queries' pre-activations (:meth:`embed`; a row of NaN for a query given as a code),
         order hits at equal distance.
         """
-        distances, ids = self.index.search(codes, k * TIE_OVERFETCH)
+        distances, ids = self.index.search(codes, k + 1)
+        if np.any((distances[:, k - 1] == distances[:, k]) & (ids[:, k] >= 0)):  # a tie crosses the k-th place
+            distances, ids = self.index.search(codes, k * TIE_OVERFETCH)
         keep = ids >= 0
         if max_distance is not None:
             keep &= distances <= max_distance
@@ -158,14 +160,17 @@ class Searcher:
 
     def _order_ties(self, distances: np.ndarray, ids: np.ndarray,
                     logits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Sort by distance, then by the second key of the module docstring."""
-        if logits is None:
-            second = (ids.astype(np.uint64) * np.uint64(_GOLDEN)).astype(np.float64)
-        else:
-            found = self.store.catalog.codes_of(ids.tolist())
+        """Sort by distance, then by the second key of the module docstring (computed only for tied hits)."""
+        values, counts = np.unique(distances, return_counts=True)
+        tied = np.isin(distances, values[counts > 1])
+        second = np.zeros(len(ids))
+        if tied.any() and logits is None:
+            second[tied] = (ids[tied].astype(np.uint64) * np.uint64(_GOLDEN)).astype(np.float64)
+        elif tied.any():
+            found = self.store.catalog.codes_of(ids[tied].tolist())
             width = self.bits // 8
-            codes = np.frombuffer(b"".join(found.get(int(i), bytes(width)) for i in ids), np.uint8).reshape(-1, width)
-            second = -(unpack_bits(codes).astype(np.float32) * 2 - 1) @ logits
+            codes = np.frombuffer(b"".join(found.get(int(i), bytes(width)) for i in ids[tied]), np.uint8)
+            second[tied] = -(unpack_bits(codes.reshape(-1, width)).astype(np.float32) * 2 - 1) @ logits
         order = np.lexsort((second, distances))
         return distances[order], ids[order]
 
