@@ -14,7 +14,8 @@ from nac_hash.transforms import model_input
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on CUDA, full precision elsewhere (CPU autocast is slower than fp32 for these nets)."""
+    """bf16 on CUDA, fp32 on the CPU: an index's codes must not depend on which CPU encoded them (training's
+    bf16 on CPUs is chosen apart, in nac_hash.training.precision)."""
     return torch.bfloat16 if device.type == "cuda" else None
 
 

@@ -29,9 +29,9 @@ def parse_duration(text: str) -> float:
 class BudgetClock:
     """Seconds spent against a budget, across resumes: ``elapsed`` = saved seconds + this session's."""
 
-    def __init__(self, budget_s: float, elapsed_s: float = 0.0) -> None:
+    def __init__(self, budget_s: float) -> None:
         self.budget_s = budget_s
-        self._saved_s = elapsed_s
+        self._saved_s = 0.0
         self._started = time.perf_counter()
         self._epoch_s: list[float] = []
         self.reserve_s = 0.0  # kept free at the end for the final evaluation
