@@ -265,6 +265,33 @@ class Catalog:
                 found.update({row[-1]: Item(*row) for row in rows})
             return found
 
+    def item_ids(self) -> np.ndarray:
+        """Every item id, in increasing order."""
+        with self._reading() as db:
+            rows = db.execute("SELECT id FROM items ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def item_paths(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
+        """(ids, root ids, paths, labels) of those of ``ids`` that exist, in id order (root paths: ``root_paths``)."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        with self._reading() as db:
+            if len(ids) > 10_000:  # one ordered scan beats a long list of IN queries
+                rows = db.execute("SELECT id, root_id, path, label FROM items ORDER BY id").fetchall()
+                rows = [row for row, wanted in zip(rows, np.isin([r[0] for r in rows], ids), strict=True) if wanted]
+            else:
+                rows = []
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500].tolist()
+                    rows += db.execute(f"SELECT id, root_id, path, label FROM items WHERE id IN "
+                                       f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+        found = np.array([r[0] for r in rows], dtype=np.int64)
+        return found, np.array([r[1] for r in rows], dtype=np.int64), [r[2] for r in rows], [r[3] for r in rows]
+
+    def root_paths(self) -> dict[int, str]:
+        """Root id -> the absolute folder its items were indexed from."""
+        with self._reading() as db:
+            return dict(db.execute("SELECT id, path FROM roots"))
+
     def codes_of(self, ids: Iterable[int]) -> dict[int, bytes]:
         """id -> packed code for the ids that exist."""
         ids = [int(i) for i in ids]

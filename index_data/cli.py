@@ -82,15 +82,16 @@ def _search(args: argparse.Namespace) -> None:
     else:
         results = searcher.search(codes, args.k, args.max_distance, logits)
     if args.json:
+        items = searcher.items([h.id for hits in results for h in hits])
         print(json.dumps([{"query": str(q), "hits": [{"id": h.id, "distance": h.distance,
-                                                       **h.item.to_dict()} for h in hits]}
+                                                       **items[h.id].to_dict()} for h in hits if h.id in items]}
                           for q, hits in zip(args.images, results, strict=True)], indent=2))
         return
     print(f"{'rank':>6}  {'distance':>8}  file")
     for query, hits in zip(args.images, results, strict=True):
         print(f"{query}:")
         for rank, hit in enumerate(hits, 1):
-            print(f"{rank:>6}  {hit.distance:>8}  {hit.item.file}")
+            print(f"{rank:>6}  {hit.distance:>8}  {hit.file}")
 
 
 
@@ -220,6 +221,10 @@ def _bench_search(args: argparse.Namespace) -> None:
         print(f"  {index_type:10s} recall@{args.k} {row['recall_at_k']:.3f}  build {row['build_seconds']:7.2f} s  " +
               "  ".join(f"{name}: ours {r['ours_qps']:9.1f} q/s, raw FAISS {r['raw_faiss_qps']:9.1f} q/s"
                         for name, r in row.items() if name.startswith("batch")))
+        for name, r in row.items():
+            if name.startswith("batch") and "searcher_with_metadata_qps" in r:
+                print(f"  searcher with metadata, {name}: {r['searcher_with_metadata_qps']:9.1f} q/s "
+                      f"({r['searcher_over_raw']:.0%} of raw FAISS)")
 
 
 def _bench_copies(args: argparse.Namespace) -> None:

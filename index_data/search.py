@@ -7,14 +7,18 @@ Hamming radius.
 Hits at equal Hamming distance are ordered by a second key, never by item id (which follows folder order):
 for an image query, by how strongly its real-valued pre-activations agree with the hit's bits (the
 asymmetric score sum_j a_j * (2 b_j - 1), higher first); for a query given as a code, by a fixed hash of the
-item id (a seeded shuffle). When a tie crosses the k-th place, top-k fetches ``TIE_OVERFETCH`` times k
-candidates, so that the key picks which tied hits make the cut.
+item id (a seeded shuffle). When a tie crosses the k-th place of an image query, top-k fetches
+``TIE_OVERFETCH`` times k candidates, so that the score picks which tied hits make the cut. A code query does
+not: its key carries no information worth a second scan of the index, so FAISS's scan order decides its cut.
+
+Metadata comes from an in-memory :class:`ItemTable`, and a query's :class:`Hits` are columns: a :class:`Hit`
+object is made only for a hit that is read.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from nac_hash.index_data.backends import CodeIndex
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.index import set_threads
+from nac_hash.index_data.item_table import ItemTable
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import IndexStore
 from nac_hash.inference import code_logits
@@ -37,11 +42,54 @@ _GOLDEN = 0x9E3779B97F4A7C15  # multiplier of Fibonacci hashing: spreads consecu
 
 @dataclass(frozen=True)
 class Hit:
-    """One neighbour: its item id, Hamming distance to the query, and metadata."""
+    """One neighbour: its item id, Hamming distance to the query, and where its image is."""
 
     id: int
     distance: int
-    item: Item
+    root: str
+    path: str
+    label: str | None
+
+    @property
+    def file(self) -> Path:
+        return Path(self.root) / self.path
+
+
+class Hits(Sequence[Hit]):
+    """One query's hits, nearest first, as columns over the searcher's :class:`ItemTable`.
+
+    An id the table does not hold was deleted after the index was loaded; it is dropped.
+    """
+
+    def __init__(self, distances: np.ndarray, ids: np.ndarray, table: ItemTable) -> None:
+        rows = table.rows(ids)
+        held = rows >= 0
+        self.distances, self.ids, self._rows, self._table = distances[held], ids[held], rows[held], table
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> Hit:  # type: ignore[override]  # no slices
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        row, table = self._rows[i], self._table
+        return Hit(int(self.ids[i]), int(self.distances[i]), table.roots[int(table.root_ids[row])],
+                   table.paths[row], table.labels[row])
+
+    def __iter__(self) -> Iterator[Hit]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hits) and list(self) == list(other)
+
+    @property
+    def paths(self) -> np.ndarray:
+        """Each hit's path relative to its folder."""
+        return self._table.paths[self._rows]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._table.labels[self._rows]
 
 
 def parse_hex_code(text: str, bits: int) -> np.ndarray:
@@ -73,6 +121,7 @@ class Searcher:
     def __init__(self, store: IndexStore, model: HashingModel | None, index: CodeIndex, state: str) -> None:
         self.store = store
         self.model = model
+        self.table = ItemTable.empty().synced(store.catalog)
         self.index = index
         self.state = state
         self._reload = threading.Lock()
@@ -99,13 +148,19 @@ class Searcher:
                 self.store = IndexStore(self.store.dir)
             elif self.store.catalog.refresh_meta()["state"] == self.state:
                 return False
-            self.index, self.state = self.store.load_index(params=self.index.params)
+            self._serve(*self.store.load_index(params=self.index.params))
             return True
 
     def swap(self, index: CodeIndex, state: str) -> None:
         """Serve ``index`` (of catalog ``state``) from now on; searches already running finish on the old one."""
         with self._reload:
-            self.index, self.state = index, state
+            self._serve(index, state)
+
+    def _serve(self, index: CodeIndex, state: str) -> None:
+        # The table first: a search reads the index, then the table, so it never meets a table older than its
+        # index (whose new items it would drop); a newer table only drops the hits deleted since.
+        self.table = self.table.synced(self.store.catalog)
+        self.index, self.state = index, state
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
@@ -126,51 +181,58 @@ class Searcher:
         return self.model
 
     def search(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None,
-               logits: np.ndarray | None = None) -> list[list[Hit]]:
+               logits: np.ndarray | None = None) -> list[Hits]:
         """The ``k`` nearest items of each query code (nearest first), optionally only within ``max_distance``.
 
         ``logits``, the queries' pre-activations (:meth:`embed`; a row of NaN for a query given as a code),
         order hits at equal distance.
         """
-        distances, ids = self.index.search(codes, k + 1)
-        if np.any((distances[:, k - 1] == distances[:, k]) & (ids[:, k] >= 0)):  # a tie crosses the k-th place
-            distances, ids = self.index.search(codes, k * TIE_OVERFETCH)
-        keep = ids >= 0
-        if max_distance is not None:
-            keep &= distances <= max_distance
-        return self._hits([(d[m], i[m]) for d, i, m in zip(distances, ids, keep, strict=True)], logits, k)
+        index, table = self.index, self.table  # in this order: see _serve
+        scores = _usable_logits(logits, len(codes))
+        distances, ids = index.search(codes, k + 1)
+        candidates = list(zip(distances, ids, strict=True))
+        scored = np.array([s is not None for s in scores], dtype=bool)
+        crossing = scored & (distances[:, k - 1] == distances[:, k]) & (ids[:, k] >= 0)
+        if crossing.any():
+            more = index.search(codes[crossing], k * TIE_OVERFETCH)
+            for q, d, i in zip(np.flatnonzero(crossing), *more, strict=True):
+                candidates[q] = (d, i)
+        results = []
+        for (d, i), score in zip(candidates, scores, strict=True):
+            d, i = self._ordered(d, i, score)
+            keep = i[:k] >= 0
+            if max_distance is not None:
+                keep &= d[:k] <= max_distance
+            results.append(Hits(d[:k][keep], i[:k][keep], table))
+        return results
 
-    def radius_search(self, codes: np.ndarray, radius: int, logits: np.ndarray | None = None) -> list[list[Hit]]:
+    def radius_search(self, codes: np.ndarray, radius: int, logits: np.ndarray | None = None) -> list[Hits]:
         """Every item within Hamming distance ``radius`` of each query code, nearest first."""
-        return self._hits(self.index.range_search(codes, radius), logits)
+        index, table = self.index, self.table
+        return [Hits(*self._ordered(d, i, score), table)
+                for (d, i), score in zip(index.range_search(codes, radius), _usable_logits(logits, len(codes)),
+                                         strict=True)]
 
     def items(self, ids: Sequence[int]) -> dict[int, Item]:
+        """id -> the full catalog record (size, time, digest too) of the ids that exist."""
         return self.store.catalog.items(ids)
 
-    def _hits(self, results: list[tuple[np.ndarray, np.ndarray]], logits: np.ndarray | None = None,
-              k: int | None = None) -> list[list[Hit]]:
-        """Order ties, keep ``k``, attach metadata; an id whose row is gone was deleted after this index was
-        loaded, so it is dropped."""
-        usable = [logits is not None and not np.isnan(logits[q]).any() for q in range(len(results))]
-        results = [self._order_ties(ds, ids, logits[q] if usable[q] else None) for q, (ds, ids) in enumerate(results)]
-        results = [(ds[:k], ids[:k]) for ds, ids in results]
-        items = self.items({int(i) for _, ids in results for i in ids})
-        return [[Hit(int(i), int(d), items[int(i)]) for d, i in zip(ds, ids, strict=True) if int(i) in items]
-                for ds, ids in results]
-
-    def _order_ties(self, distances: np.ndarray, ids: np.ndarray,
-                    logits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Sort by distance, then by the second key of the module docstring (computed only for tied hits)."""
-        values, counts = np.unique(distances, return_counts=True)
-        tied = np.isin(distances, values[counts > 1])
-        second = np.zeros(len(ids))
-        if tied.any() and logits is None:
-            second[tied] = (ids[tied].astype(np.uint64) * np.uint64(_GOLDEN)).astype(np.float64)
-        elif tied.any():
-            found = self.store.catalog.codes_of(ids[tied].tolist())
+    def _ordered(self, distances: np.ndarray, ids: np.ndarray,
+                 logits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Sort by distance, then by the second key of the module docstring."""
+        if logits is None:
+            second = (ids.astype(np.uint64) * np.uint64(_GOLDEN)).astype(np.float64)
+        else:
+            found = self.store.catalog.codes_of(ids[ids >= 0].tolist())
             width = self.bits // 8
-            codes = np.frombuffer(b"".join(found.get(int(i), bytes(width)) for i in ids[tied]), np.uint8)
-            second[tied] = -(unpack_bits(codes.reshape(-1, width)).astype(np.float32) * 2 - 1) @ logits
+            codes = np.frombuffer(b"".join(found.get(int(i), bytes(width)) for i in ids), np.uint8)
+            second = -(unpack_bits(codes.reshape(-1, width)).astype(np.float32) * 2 - 1) @ logits
         order = np.lexsort((second, distances))
         return distances[order], ids[order]
 
+
+def _usable_logits(logits: np.ndarray | None, queries: int) -> list[np.ndarray | None]:
+    """Each query's pre-activations, or None for a query given as a code (no logits, or a row of NaN)."""
+    if logits is None:
+        return [None] * queries
+    return [None if np.isnan(row).any() else row for row in logits]

@@ -62,7 +62,7 @@ class HitOut(BaseModel):
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
-        return cls(id=hit.id, path=hit.item.path, distance=hit.distance, label=hit.item.label)
+        return cls(id=hit.id, path=hit.path, distance=hit.distance, label=hit.label)
 
 
 class Timings(BaseModel):

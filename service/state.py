@@ -25,7 +25,7 @@ from nac_hash.images import image_extension
 from nac_hash.index_data.catalog import Item, ItemNotFoundError, NewItem
 from nac_hash.index_data.indexer import commit_items, remove_items
 from nac_hash.index_data.lock import write_lock
-from nac_hash.index_data.search import Hit, Searcher
+from nac_hash.index_data.search import Hit, Hits, Searcher
 from nac_hash.index_data.store import IndexStore
 from nac_hash.service.batcher import QueryBatcher
 from nac_hash.service.settings import Settings
@@ -131,7 +131,7 @@ class SearchService:
             return self._batcher.embed(pixels)
         return self.searcher.embed([pixels])
 
-    def search(self, codes: np.ndarray, logits: np.ndarray, k: int, max_distance: int | None) -> list[list[Hit]]:
+    def search(self, codes: np.ndarray, logits: np.ndarray, k: int, max_distance: int | None) -> list[Hits]:
         """Top-k of each query; ``logits`` (a row of NaN for a code query) order ties (see Searcher.search)."""
         if k > self.settings.max_k:
             raise ValueError(f"k must be at most {self.settings.max_k}")

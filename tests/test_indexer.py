@@ -72,7 +72,7 @@ def search_all(index_dir: Path, k: int = 5) -> list[list[tuple[int, int, str]]]:
     """(id, distance, path) of every item's neighbours: a fingerprint of what an index answers."""
     searcher = Searcher.open(index_dir, with_model=False)
     _, codes = searcher.store.catalog.codes()
-    return [[(h.id, h.distance, h.item.path) for h in hits] for hits in searcher.search(codes, k)]
+    return [[(h.id, h.distance, h.path) for h in hits] for hits in searcher.search(codes, k)]
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -109,7 +109,7 @@ def test_search_equals_brute_force_on_cifar(cifar_sample, tmp_path):
     distances = np.array([[h.distance for h in row] for row in hits])
     found = np.array([[h.id for h in row] for row in hits])
     check_exact_knn(distances, found, queries, codes, ids, 20)
-    labels = {h.item.label for row in hits for h in row}
+    labels = {h.label for row in hits for h in row}
     assert labels == {"airplane", "cat", "ship"}
 
 

@@ -35,7 +35,7 @@ def test_milvus_search_equals_brute_force_and_faiss(milvus_index, class_folders,
     distances, found = hits_of(milvus, codes, 10)
     check_exact_knn(distances, found, codes, codes, ids, 10)
     np.testing.assert_array_equal(distances, hits_of(faiss, codes, 10)[0])
-    assert all(h.item.path.startswith("class") for row in milvus.search(codes[:3], 5) for h in row)
+    assert all(h.path.startswith("class") for row in milvus.search(codes[:3], 5) for h in row)
     for (d_milvus, i_milvus), (d_faiss, i_faiss) in zip(milvus.index.range_search(codes[:5], 40),
                                                         faiss.index.range_search(codes[:5], 40), strict=True):
         np.testing.assert_array_equal(d_milvus, d_faiss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from nac_hash.cli import main
 from nac_hash.codes import hamming_distance, pack_codes, unpack_bits
 from nac_hash.images import read_image
 from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.indexer import add, build
+from nac_hash.index_data.indexer import add, build, remove
 from nac_hash.index_data.search import Searcher, code_to_hex, parse_hex_code
 from nac_hash.index_data.store import CheckpointMismatchError
 from nac_hash.model_config import ModelConfig
@@ -40,7 +41,22 @@ def test_top_k_with_max_distance_and_radius_agree_with_brute_force(index):
         assert sorted(h.id for h in hits) == sorted(ids[row <= limit].tolist())
     for row, hits in zip(reference, searcher.radius_search(codes[:5], limit), strict=True):
         assert [h.distance for h in hits] == sorted(row[row <= limit].tolist())
-        assert all(h.item is not None and h.item.id == h.id for h in hits)
+        records = searcher.items([h.id for h in hits])
+        assert [(h.file, h.label) for h in hits] == [(records[h.id].file, records[h.id].label) for h in hits]
+
+
+def test_hits_carry_the_metadata_of_items_added_and_removed_after_opening(index, class_folders, tmp_path):
+    searcher = Searcher.open(index, with_model=False)
+    extra = tmp_path / "extra" / "dogs"
+    extra.mkdir(parents=True)
+    shutil.copy(class_folders / "class2" / "0007.png", extra / "copy.png")
+    add([tmp_path / "extra"], index, OPTIONS)
+    remove(index, ids=[3])
+    assert searcher.refresh()
+    ids, codes = searcher.store.catalog.codes()
+    found = {h.id: (h.file, h.label) for h in searcher.search(codes[:1], k=len(ids) + 5)[0]}
+    assert found == {i: (r.file, r.label) for i, r in searcher.items(ids.tolist()).items()}
+    assert 3 not in found and (extra / "copy.png", "dogs") in found.values()
 
 
 def test_query_image_finds_itself(index, class_folders):
@@ -48,7 +64,7 @@ def test_query_image_finds_itself(index, class_folders):
     data = (class_folders / "class2" / "0007.png").read_bytes()
     hits = searcher.search(searcher.encode([searcher.decode(data)]), k=3)[0]
     assert hits[0].distance == 0
-    assert any(h.item.path == "class2/0007.png" for h in hits if h.distance == 0)
+    assert any(h.path == "class2/0007.png" for h in hits if h.distance == 0)
 
 
 def test_mismatched_checkpoint_is_a_clear_error(index, tmp_path):
