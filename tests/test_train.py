@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import nac_hash.training.train
 from nac_hash.cli import main
 from nac_hash.training.config import load_config
-from nac_hash.training.train import train
+from nac_hash.training.train import epoch_batch, train
 
 
 def train_args(data_root, out_dir, epochs: int, method: str = "nac") -> list[str]:
@@ -87,6 +87,18 @@ def test_config_file_and_overrides(tmp_path):
     path.write_text("epoch: 7\n")
     with pytest.raises(ValueError, match="unknown training options: epoch"):
         load_config(path)
+
+
+def test_a_folder_gets_its_own_cpu_recipe_and_small_sets_smaller_batches():
+    cifar, folder = load_config(None, {"device": "cpu"}), load_config(None, {"device": "cpu", "dataset": "folder"})
+    assert (cifar.flip_probability, cifar.crop_scale_min) == (0.25, 0.08)
+    assert (folder.flip_probability, folder.crop_scale_min) == (0.1, 0.5)
+    assert folder.augment_config().crop_scale_min == 0.5
+    assert load_config(None, {"device": "cpu", "dataset": "folder", "flip_probability": 0.3}).flip_probability == 0.3
+    assert epoch_batch(500, 5_000) == 500  # the CIFAR recipe already has ten steps per epoch
+    assert epoch_batch(500, 1_570) == 157
+    assert epoch_batch(500, 1_570, processes=4) == 156
+    assert epoch_batch(500, 100) == 32 and epoch_batch(500, 20) == 20
 
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):

@@ -26,10 +26,14 @@ DEFAULT_WARMUP_SHARE = 0.05
 CIFAR10_ROOT = "data/CIFAR-10-images"  # where the quickstart unpacks the CIFAR-10 JPEG copy
 # What arch, batch_size and flip_probability default to. The GPU recipe is the paper's hashing recipe; the CPU
 # one trains the shipped default model (README, results table): a network and batch that a 2-core CPU runs
-# at about 1,700 images/s in bf16, and the flip probability that scored best at 150 CPU epochs.
+# at about 1,700 images/s in bf16, and the flip probability that scored best at 150 CPU epochs. Any other
+# folder on a CPU gets p = 0.1 and crops of at least half the image: on a time budget of minutes its codes
+# spread where p = 0.25 and the paper's 8% crops left them crowded (the digits probes in
+# benchmarks/results/cpu/COMMANDS.md).
 RECIPES = {
-    "gpu": {"arch": "vgg16_bn", "batch_size": 1000, "flip_probability": 0.4},
-    "cpu": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.25},
+    "gpu": {"arch": "vgg16_bn", "batch_size": 1000, "flip_probability": 0.4, "crop_scale_min": 0.08},
+    "cpu": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.25, "crop_scale_min": 0.08},
+    "cpu-folder": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.1, "crop_scale_min": 0.5},
 }
 
 
@@ -74,13 +78,14 @@ class TrainConfig(AugmentOptions):
         bits: code length, a multiple of 8 from 16 to 256.
         image_size: input size in pixels (images are centre-cropped square and resized).
         method: objective: nac, nac_mq, simclr, dim or aet.
-        flip_probability: NAC's bit-flip probability p, in (0, 0.5); None takes the device's recipe.
+        flip_probability: NAC's bit-flip probability p, in (0, 0.5); None takes the recipe (RECIPES).
         temperature: SimCLR's softmax temperature.
         queue_size: NAC-MQ's queue of negative codes.
         momentum_decay: NAC-MQ's EMA decay of the momentum encoder.
         l2_weight: NAC-MQ's weight of the squared code norm.
         epochs: passes over the training images (unused with --time-budget).
-        batch_size: images per step (each yields two augmented views); None takes the device's recipe.
+        batch_size: images per step (each yields two augmented views); None takes the device's recipe. A run
+            uses at most a tenth of its training images per step (training.train.epoch_batch).
         lr: LARS base learning rate.
         weight_decay: LARS weight decay.
         momentum: LARS momentum.
@@ -89,7 +94,7 @@ class TrainConfig(AugmentOptions):
             --time-budget).
         time_budget: train for this long (90s, 30m, 2h) instead of --epochs: warm-up and decay follow the
             clock and the run, final evaluation included, ends on time.
-        crop_scale_min: smallest area share of the random resized crop.
+        crop_scale_min: smallest area share of the random resized crop; None takes the recipe.
         brightness: colour-jitter strength.
         contrast: colour-jitter strength.
         saturation: colour-jitter strength.
@@ -108,6 +113,7 @@ class TrainConfig(AugmentOptions):
         resume: resume from the last checkpoint in --out-dir.
     """
 
+    crop_scale_min: float | None = None  # AugmentOptions' field, left to the recipe here
     dataset: str = "cifar10"
     data_root: str = CIFAR10_ROOT
     protocol: str | None = None
@@ -143,8 +149,7 @@ class TrainConfig(AugmentOptions):
     resume: bool = True
 
     def __post_init__(self) -> None:
-        recipe = RECIPES["gpu" if self.uses_gpu() else "cpu"]
-        for name, value in recipe.items():
+        for name, value in RECIPES[self.recipe()].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         if self.protocol is None:
@@ -167,6 +172,12 @@ class TrainConfig(AugmentOptions):
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
         self.model_config()  # validates arch, bits and image size
+
+    def recipe(self) -> str:
+        """The RECIPES entry that fills the fields left None."""
+        if self.uses_gpu():
+            return "gpu"
+        return "cpu-folder" if self.dataset == "folder" else "cpu"
 
     def uses_gpu(self) -> bool:
         if self.device == "auto":

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
+MIN_STEPS_PER_EPOCH = 10
+MIN_BATCH = 32  # NAC's negatives are the batch's other codes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -198,7 +200,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     if world.is_main:
         save_split(split, out / "split.npz")
     images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
-    batch_size = min(config.batch_size, len(images))
+    batch_size = epoch_batch(config.batch_size, len(images), world.size)
     rows = local_slice(world, batch_size)
     steps_per_epoch = len(images) // batch_size
     # CIFAR-10 keeps its published statistics; any other data is normalised with its training images' own.
@@ -214,8 +216,9 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         step_module = torch.compile(step_module)
     if world.is_main:
         length = f"a time budget of {config.time_budget}" if clock else f"{config.epochs} epochs"
-        logger.info("training %s/%s on %d images (%s) for %s, %d steps/epoch on %s x %d", config.method,
-                    config.arch, len(images), data.description, length, steps_per_epoch, device, world.size)
+        logger.info("training %s/%s on %d images (%s) for %s, batch %d, %d steps/epoch on %s x %d", config.method,
+                    config.arch, len(images), data.description, length, batch_size, steps_per_epoch, device,
+                    world.size)
 
     bar = progress_bar(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
                disable=not progress, unit="step")
@@ -254,6 +257,17 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
             save_model(run, out / MODEL_FILE)  # again, now with the evaluation in its history
     bar.close()
     return out / MODEL_FILE
+
+
+def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
+    """The batch a run trains with: ``batch_size``, but at most a ``MIN_STEPS_PER_EPOCH``-th of the images.
+
+    A small folder would otherwise get one or two steps per epoch and, on a time budget, too few updates to
+    spread its codes (the digits probes in benchmarks/results/cpu/COMMANDS.md); the CIFAR recipe, 5,000
+    images at batch 500, already has ten. The result is a multiple of ``processes`` (each takes a share).
+    """
+    batch = min(batch_size, max(MIN_BATCH, images // MIN_STEPS_PER_EPOCH), images)
+    return max(processes, batch // processes * processes)
 
 
 def image_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
