@@ -9,22 +9,27 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi import Path as PathParam
+from starlette.concurrency import run_in_threadpool
 
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.schemas import Timings
 from nac_hash.service.state import SearchService
 
 
-def get_service(request: Request) -> SearchService:
-    """The app's service, caught up with changes other processes committed."""
+async def get_service(request: Request) -> SearchService:
+    """The app's service, caught up with changes other processes committed.
+
+    Async, so a request does not pay a thread-pool hop for it; the catalog read of a due refresh goes to the pool.
+    """
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(503, "the index is not loaded yet")
-    service.refresh_if_due()
+    if service.refresh_due():
+        await run_in_threadpool(service.refresh)
     return service
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 

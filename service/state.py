@@ -65,12 +65,18 @@ class SearchService:
             self._batcher.close()
         self.searcher.store.close()
 
-    def refresh_if_due(self) -> None:
-        """Catch the searcher up with changes other processes (the CLI) committed; checked every refresh_s."""
+    def refresh_due(self) -> bool:
+        """Whether refresh_s has passed since the last check for changes other processes (the CLI) committed;
+        True starts a new period, so one request of each does the check."""
         now = time.monotonic()
-        if now - self._checked >= self.settings.refresh_s:
-            self._checked = now
-            self.searcher.refresh()
+        if now - self._checked < self.settings.refresh_s:
+            return False
+        self._checked = now
+        return True
+
+    def refresh(self) -> None:
+        """Catch the searcher up with what other processes committed (a catalog read; a reload when it changed)."""
+        self.searcher.refresh()
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes)
