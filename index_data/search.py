@@ -188,18 +188,18 @@ class Searcher:
         order hits at equal distance.
         """
         index, table = self.index, self.table  # in this order: see _serve
-        scores = _usable_logits(logits, len(codes))
+        query_logits = _usable_logits(logits, len(codes))
         distances, ids = index.search(codes, k + 1)
         candidates = list(zip(distances, ids, strict=True))
-        scored = np.array([s is not None for s in scores], dtype=bool)
+        scored = np.array([q is not None for q in query_logits], dtype=bool)
         crossing = scored & (distances[:, k - 1] == distances[:, k]) & (ids[:, k] >= 0)
         if crossing.any():
             more = index.search(codes[crossing], k * TIE_OVERFETCH)
             for q, d, i in zip(np.flatnonzero(crossing), *more, strict=True):
                 candidates[q] = (d, i)
         results = []
-        for (d, i), score in zip(candidates, scores, strict=True):
-            d, i = self._ordered(d, i, score)
+        for (d, i), q_logits in zip(candidates, query_logits, strict=True):
+            d, i = self._ordered(d, i, q_logits)
             keep = i[:k] >= 0
             if max_distance is not None:
                 keep &= d[:k] <= max_distance
@@ -209,9 +209,9 @@ class Searcher:
     def radius_search(self, codes: np.ndarray, radius: int, logits: np.ndarray | None = None) -> list[Hits]:
         """Every item within Hamming distance ``radius`` of each query code, nearest first."""
         index, table = self.index, self.table
-        return [Hits(*self._ordered(d, i, score), table)
-                for (d, i), score in zip(index.range_search(codes, radius), _usable_logits(logits, len(codes)),
-                                         strict=True)]
+        return [Hits(*self._ordered(d, i, q_logits), table)
+                for (d, i), q_logits in zip(index.range_search(codes, radius), _usable_logits(logits, len(codes)),
+                                            strict=True)]
 
     def items(self, ids: Sequence[int]) -> dict[int, Item]:
         """id -> the full catalog record (size, time, digest too) of the ids that exist."""
