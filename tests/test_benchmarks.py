@@ -39,10 +39,10 @@ def test_service_load_benchmark(index, class_folders, tmp_path):
     out = tmp_path / "load.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "service" / "load.py"), "--index", str(index),
                     "--image", str(class_folders / "class0" / "0001.png"), "--large", "2000", "--seconds", "1",
-                    "--connections", "2", "--port", "8391", "--batching", "on", "--out", str(out)],
-                   check=True, cwd=REPO, capture_output=True, timeout=300)
+                    "--connections", "2", "--port", "8391", "--batching", "on", "--faiss-threads", "all,1",
+                    "--out", str(out)], check=True, cwd=REPO, capture_output=True, timeout=300)
     runs = json.loads(out.read_text())["runs"]
-    assert [r["items"] for r in runs] == [36, 2000]
+    assert [(r["items"], r["faiss_threads"]) for r in runs] == [(36, "all"), (36, "1"), (2000, "all"), (2000, "1")]
     assert all(r["by_image"]["requests_per_second"] > 0 for r in runs)
 
 

@@ -1,5 +1,5 @@
 """p50/p99 latency and requests/s of POST /search, by image and by code, at 60,000 and 1,000,000 items, with the
-service's query batching off and on.
+service's query batching off and on, and FAISS on all cores or on one thread per search.
 
 Starts `nac-hash serve` (one uvicorn worker) on each index and drives it with wrk on the same machine, so the
 server and the load generator share the CPU. The 1,000,000-item index is the 60,000 CIFAR-10 codes plus
@@ -31,8 +31,14 @@ from nac_hash.provenance import provenance
 SCRIPT = Path(__file__).with_name("search.lua")
 
 
-def serve(index: Path, port: int, batching: bool) -> subprocess.Popen:
-    env = {**os.environ, "NAC_HASH_BATCH_QUERIES": str(batching).lower()}
+def service_env(batching: bool, threads: str) -> dict[str, str]:
+    """The service settings of one case; threads "all" leaves FAISS its default (every core)."""
+    env = {"NAC_HASH_BATCH_QUERIES": str(batching).lower()}
+    return env if threads == "all" else env | {"NAC_HASH_THREADS": threads}
+
+
+def serve(index: Path, port: int, settings: dict[str, str]) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "NAC_HASH_THREADS"} | settings
     server = subprocess.Popen([sys.executable, "-m", "nac_hash.cli", "serve", "--index", str(index), "--port",
                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
@@ -56,11 +62,12 @@ def wrk(port: int, env: dict, seconds: int, connections: int) -> dict:
     return result
 
 
-def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int, batching: bool) -> dict:
-    server = serve(index, port, batching)
+def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int, batching: bool,
+        threads: str) -> dict:
+    server = serve(index, port, service_env(batching, threads))
     try:
         items = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["items"]
-        return {"items": items, "batch_queries": batching,
+        return {"items": items, "batch_queries": batching, "faiss_threads": threads,
                 "by_image": wrk(port, {"IMAGE": str(image)}, seconds, connections),
                 "by_code": wrk(port, {"CODE": code}, seconds, connections)}
     finally:
@@ -78,6 +85,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8390)
     parser.add_argument("--batching", choices=("both", "on", "off"), default="both",
                         help="query batching of the service (NAC_HASH_BATCH_QUERIES): each setting in turn (default)")
+    parser.add_argument("--faiss-threads", default="all",
+                        help="comma-separated FAISS thread settings to run in turn: all (every core) or a number")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -86,12 +95,13 @@ def main() -> None:
     meta = dict(store.meta)
     store.close()
     code = codes[len(codes) // 2].tobytes().hex()
-    modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.batching]
-    results = [run(args.index, args.image, code, args.port, args.seconds, args.connections, b) for b in modes]
+    cases = [(b, t) for b in {"both": (False, True), "on": (True,), "off": (False,)}[args.batching]
+             for t in args.faiss_threads.split(",")]
+    results = [run(args.index, args.image, code, args.port, args.seconds, args.connections, *case) for case in cases]
     with tempfile.TemporaryDirectory() as scratch:
         synthetic_index(Path(scratch), grow_codes(codes, args.large, np.random.default_rng(0)), meta)
-        results += [run(Path(scratch), args.image, code, args.port, args.seconds, args.connections, b)
-                    for b in modes]
+        results += [run(Path(scratch), args.image, code, args.port, args.seconds, args.connections, *case)
+                    for case in cases]
     write_json(args.out, {"benchmark": "service /search", "k": 10, "uvicorn_workers": 1,
                           "wrk": {"threads": 1, "connections": args.connections, "seconds": args.seconds},
                           "runs": results, **provenance()})
