@@ -2,7 +2,7 @@
 
 At 1,000,000 items and k = 100, reading the hits' rows from SQLite cost more than the Hamming scan itself
 (benchmarks/results/cpu/search-1m.json). A :class:`ItemTable` holds one row per item, in id order, so a search
-attaches metadata to its hits with one ``searchsorted``. It follows the catalog by dropping the ids that are
+attaches metadata to its hits with one lookup per hit. It follows the catalog by dropping the ids that are
 gone and reading only the rows that are new: an item's folder, path and label never change under its id
 (re-indexing a changed file rewrites its size, time, digest and code), so the rows already held stay true.
 About 100 bytes per item.
@@ -23,6 +23,10 @@ class ItemTable:
     def __init__(self, ids: np.ndarray, root_ids: np.ndarray, paths: np.ndarray, labels: np.ndarray,
                  roots: dict[int, str]) -> None:
         self.ids, self.root_ids, self.paths, self.labels, self.roots = ids, root_ids, paths, labels, roots
+        # id -> row, one slot per id up to the largest: a hit's row is one read, where a binary search over a
+        # million ids is twenty scattered ones. Ids are dense (SQLite hands them out in order; a build restarts them).
+        self._row_of_id = np.full(int(ids[-1]) + 1 if len(ids) else 0, -1, dtype=np.int32)
+        self._row_of_id[ids] = np.arange(len(ids), dtype=np.int32)
 
     @classmethod
     def empty(cls) -> ItemTable:
@@ -45,9 +49,10 @@ class ItemTable:
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """The row of each id, or -1 for an id the table does not hold."""
-        rows = np.searchsorted(self.ids, ids).clip(max=max(len(self.ids) - 1, 0))
-        found = (self.ids[rows] == ids) if len(self.ids) else np.zeros(len(ids), bool)
-        return np.where(found, rows, -1)
+        rows = np.full(len(ids), -1, dtype=np.int64)
+        known = (ids >= 0) & (ids < len(self._row_of_id))
+        rows[known] = self._row_of_id[ids[known]]
+        return rows
 
     def file(self, row: int) -> Path:
         return Path(self.roots[int(self.root_ids[row])]) / self.paths[row]
