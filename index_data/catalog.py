@@ -265,12 +265,6 @@ class Catalog:
                 found.update({row[-1]: Item(*row) for row in rows})
             return found
 
-    def item_ids(self) -> np.ndarray:
-        """Every item id, in increasing order."""
-        with self._reading() as db:
-            rows = db.execute("SELECT id FROM items ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
     def item_paths(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
         """(ids, root ids, paths, labels) of those of ``ids`` that exist, in id order (root paths: ``root_paths``)."""
         ids = np.unique(np.asarray(ids, dtype=np.int64))

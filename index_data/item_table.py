@@ -10,8 +10,6 @@ About 100 bytes per item.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from nac_hash.index_data.catalog import Catalog
@@ -32,12 +30,9 @@ class ItemTable:
     def empty(cls) -> ItemTable:
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object), np.empty(0, object), {})
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def synced(self, catalog: Catalog) -> ItemTable:
         """A table of exactly the catalog's current items, reusing this one's rows."""
-        current = catalog.item_ids()
+        _, current = catalog.snapshot()
         kept = np.isin(self.ids, current, assume_unique=True)
         ids, root_ids, paths, labels = catalog.item_paths(current[~np.isin(current, self.ids, assume_unique=True)])
         ids = np.concatenate([self.ids[kept], ids])
@@ -53,9 +48,6 @@ class ItemTable:
         known = (ids >= 0) & (ids < len(self._row_of_id))
         rows[known] = self._row_of_id[ids[known]]
         return rows
-
-    def file(self, row: int) -> Path:
-        return Path(self.roots[int(self.root_ids[row])]) / self.paths[row]
 
 
 def _objects(values: list) -> np.ndarray:
