@@ -12,6 +12,7 @@ from nac_hash.codes import validate_bits
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 ARCHITECTURES = ("vgg16_bn", "resnet18", "resnet50", "cnn_small")
+CNN_SMALL_WIDTH = 32
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class ModelConfig:
 
     ``code_rotation``: the codes are the signs of (a - center) @ R rather than of the pre-activations a, with an
     ITQ rotation R fitted on the training images after training (``nac-hash export --itq``).
+    ``width`` and ``depth`` shape cnn_small only: the channels of its first stage (doubled at each of its four
+    stages) and the convolutions per stage.
     """
 
     arch: str = "vgg16_bn"
@@ -29,11 +32,17 @@ class ModelConfig:
     std: tuple[float, float, float] = CIFAR10_STD
     inference_head: bool = True
     code_rotation: bool = False
+    width: int = CNN_SMALL_WIDTH
+    depth: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         validate_bits(self.bits)
+        if self.width < 1 or self.depth < 1:
+            raise ValueError(f"width and depth must be positive, got {self.width} and {self.depth}")
+        if self.arch != "cnn_small" and (self.width, self.depth) != (CNN_SMALL_WIDTH, 1):
+            raise ValueError(f"width and depth shape cnn_small only; {self.arch} has a fixed shape")
         if self.image_size < 16:
             raise ValueError(f"image_size must be at least 16 pixels, got {self.image_size}")
         # JSON gives lists back; keep tuples so configs compare equal after a round trip.

@@ -32,15 +32,18 @@ def _vgg16_bn() -> tuple[nn.Module, int]:
     return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
 
 
-def _cnn_small(widths: tuple[int, ...] = (32, 64, 128, 256)) -> tuple[nn.Module, int]:
-    """A VGG-style 4-stage ReLU network small enough to train on a laptop CPU."""
+def _cnn_small(width: int, depth: int) -> tuple[nn.Module, int]:
+    """A VGG-style 4-stage ReLU network small enough to train on a laptop CPU: ``depth`` 3x3 convolutions per
+    stage, ``width`` channels in the first stage, doubled after each 2x2 max-pool."""
     layers: list[nn.Module] = []
     channels = 3
-    for i, width in enumerate(widths):
-        if i:
+    for stage in range(4):
+        if stage:
             layers.append(nn.MaxPool2d(2))
-        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
-        channels = width
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, width << stage, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(width << stage), nn.ReLU(True)]
+            channels = width << stage
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
 
 
@@ -49,7 +52,7 @@ def build_backbone(config: ModelConfig) -> tuple[nn.Module, int]:
     if config.arch == "vgg16_bn":
         return _vgg16_bn()
     if config.arch == "cnn_small":
-        return _cnn_small()
+        return _cnn_small(config.width, config.depth)
     return _resnet(config.arch, config.small_stem)
 
 

@@ -22,7 +22,17 @@ def test_resnet_stem_follows_image_size():
     assert large.conv1.stride == (2, 2) and isinstance(large.maxpool, torch.nn.MaxPool2d)
 
 
-@pytest.mark.parametrize("kwargs", [{"bits": 100}, {"bits": 8}, {"arch": "vit"}, {"image_size": 8}])
+def test_cnn_small_width_and_depth_shape_the_encoder():
+    base = HashingModel(ModelConfig(arch="cnn_small"))
+    wide = HashingModel(ModelConfig(arch="cnn_small", width=48))
+    deep = HashingModel(ModelConfig(arch="cnn_small", depth=2))
+    assert wide.feature_dim == 48 * 8 and wide(torch.randn(2, 3, 32, 32)).shape == (2, 48 * 8)
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in model.backbone) for model in (base, deep)]
+    assert convs == [4, 8] and deep.feature_dim == base.feature_dim
+
+
+@pytest.mark.parametrize("kwargs", [{"bits": 100}, {"bits": 8}, {"arch": "vit"}, {"image_size": 8}, {"width": 0},
+                                    {"arch": "cnn_small", "depth": 0}, {"arch": "resnet18", "width": 64}])
 def test_invalid_configs_are_rejected(kwargs):
     with pytest.raises(ValueError):
         ModelConfig(**kwargs)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from nac_hash.model_config import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, ModelConfig
+from nac_hash.model_config import ARCHITECTURES, CIFAR10_MEAN, CIFAR10_STD, CNN_SMALL_WIDTH, ModelConfig
 from nac_hash.options import add_dataclass_arguments, set_fields
 from nac_hash.training.budget import parse_duration
 from nac_hash.training.datasets import LOADERS
@@ -75,6 +75,8 @@ class TrainConfig(AugmentOptions):
             folder, every image that is not a query).
         arch: encoder: cnn_small (CPU-sized), vgg16_bn, resnet18 or resnet50; None takes the device's recipe
             (RECIPES: cnn_small on a CPU, vgg16_bn on a GPU).
+        width: cnn_small's channels in its first stage, doubled at each of its four stages.
+        depth: cnn_small's 3x3 convolutions per stage.
         bits: code length, a multiple of 8 from 16 to 256.
         image_size: input size in pixels (images are centre-cropped square and resized).
         method: objective: nac, nac_mq, simclr, dim or aet.
@@ -121,6 +123,8 @@ class TrainConfig(AugmentOptions):
     queries: int | None = None
     train_images: int | None = None
     arch: str | None = None
+    width: int = CNN_SMALL_WIDTH
+    depth: int = 1
     bits: int = 128
     image_size: int = 32
     method: str = "nac"
@@ -198,7 +202,7 @@ class TrainConfig(AugmentOptions):
     def model_config(self, mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD) -> ModelConfig:
         """The model this run trains; ``mean`` and ``std`` are its training images' (training.train)."""
         return ModelConfig(arch=self.arch, bits=self.bits, image_size=self.image_size, mean=mean, std=std,
-                           inference_head=METHODS[self.method].inference_head)
+                           inference_head=METHODS[self.method].inference_head, width=self.width, depth=self.depth)
 
     def augment_config(self) -> AugmentConfig:
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentOptions)}
