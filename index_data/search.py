@@ -7,9 +7,10 @@ Hamming radius.
 Hits at equal Hamming distance are ordered by a second key, never by item id (which follows folder order):
 for an image query, by how strongly its real-valued pre-activations agree with the hit's bits (the
 asymmetric score sum_j a_j * (2 b_j - 1), higher first); for a query given as a code, by a fixed hash of the
-item id (a seeded shuffle). When a tie crosses the k-th place of an image query, top-k fetches
-``TIE_OVERFETCH`` times k candidates, so that the score picks which tied hits make the cut. A code query does
-not: its key carries no information worth a second scan of the index, so FAISS's scan order decides its cut.
+item id (a seeded shuffle). An image query's one scan of the index fetches ``TIE_OVERFETCH`` times k
+candidates, so that when a tie crosses the k-th place (with integer distances, it mostly does) the score picks
+which tied hits make the cut. A code query fetches k: its key carries no information worth a longer list, so
+FAISS's scan order decides its cut.
 
 Metadata comes from an in-memory :class:`ItemTable`, and a query's :class:`Hits` are columns: a :class:`Hit`
 object is made only for a hit that is read.
@@ -189,17 +190,14 @@ class Searcher:
         """
         index, table = self.index, self.table  # in this order: see _serve
         query_logits = _usable_logits(logits, len(codes))
-        distances, ids = index.search(codes, k + 1)
-        candidates = list(zip(distances, ids, strict=True))
         scored = np.array([q is not None for q in query_logits], dtype=bool)
-        crossing = scored & (distances[:, k - 1] == distances[:, k]) & (ids[:, k] >= 0)
-        if crossing.any():
-            more = index.search(codes[crossing], k * TIE_OVERFETCH)
-            for q, d, i in zip(np.flatnonzero(crossing), *more, strict=True):
-                candidates[q] = (d, i)
+        candidates = {}  # query -> (distances, ids)
+        for rows, fetch in ((np.flatnonzero(scored), k * TIE_OVERFETCH), (np.flatnonzero(~scored), k)):
+            if len(rows):
+                candidates.update(zip(rows.tolist(), zip(*index.search(codes[rows], fetch), strict=True), strict=True))
         results = []
-        for (d, i), q_logits in zip(candidates, query_logits, strict=True):
-            d, i = self._ordered(d, i, q_logits)
+        for q, q_logits in enumerate(query_logits):
+            d, i = self._ordered(*candidates[q], q_logits)
             keep = i[:k] >= 0
             if max_distance is not None:
                 keep &= d[:k] <= max_distance

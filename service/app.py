@@ -7,6 +7,7 @@ side by side while one writer changes the index. Errors become ``{"error", "deta
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = SearchService(settings)
         logger.info("serving %s: %d items", settings.index, app.state.service.status()["items"])
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
         yield
+        gc.unfreeze()
         app.state.service.close()
         app.state.service = None
 

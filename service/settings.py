@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         refresh_s: how often searches check for changes that another process (the CLI) committed.
         batch_queries: encode the query images of concurrent requests in one forward pass (service.batcher).
         threads: FAISS search threads (default: all cores).
+        gc_freeze: after start-up, move every object then alive (torch, FastAPI, the index) out of the garbage
+            collector's sight (gc.freeze): a full collection otherwise walks about 380,000 of them, a pause of
+            100 to 250 ms for every request in flight, and set the p99 of code searches.
         mmap: memory-map a flat index read-only; mutations are refused then.
         search: search-time knobs of approximate index types.
     """
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     refresh_s: float = Field(default=1.0, gt=0)
     batch_queries: bool = True
     threads: int | None = Field(default=None, ge=1)
+    gc_freeze: bool = True
     mmap: bool = False
     search: SearchParams = SearchParams()
 

@@ -1,5 +1,6 @@
 """p50/p99 latency and requests/s of POST /search, by image and by code, at 60,000 and 1,000,000 items, with the
-service's query batching off and on, and FAISS on all cores or on one thread per search.
+service's query batching off and on, FAISS on all cores or on one thread per search, and the start-up objects
+frozen out of the garbage collector or not.
 
 Starts `nac-hash serve` (one uvicorn worker) on each index and drives it with wrk on the same machine, so the
 server and the load generator share the CPU. The 1,000,000-item index is the 60,000 CIFAR-10 codes plus
@@ -29,11 +30,12 @@ from nac_hash.index_data.store import IndexStore
 from nac_hash.provenance import provenance
 
 SCRIPT = Path(__file__).with_name("search.lua")
+SWITCH = {"both": (False, True), "on": (True,), "off": (False,)}  # the settings each choice runs in turn
 
 
-def service_env(batching: bool, threads: str) -> dict[str, str]:
+def service_env(batching: bool, threads: str, gc_freeze: bool) -> dict[str, str]:
     """The service settings of one case; threads "all" leaves FAISS its default (every core)."""
-    env = {"NAC_HASH_BATCH_QUERIES": str(batching).lower()}
+    env = {"NAC_HASH_BATCH_QUERIES": str(batching).lower(), "NAC_HASH_GC_FREEZE": str(gc_freeze).lower()}
     return env if threads == "all" else env | {"NAC_HASH_THREADS": threads}
 
 
@@ -63,11 +65,11 @@ def wrk(port: int, env: dict, seconds: int, connections: int) -> dict:
 
 
 def run(index: Path, image: Path, code: str, port: int, seconds: int, connections: int, batching: bool,
-        threads: str) -> dict:
-    server = serve(index, port, service_env(batching, threads))
+        threads: str, gc_freeze: bool) -> dict:
+    server = serve(index, port, service_env(batching, threads, gc_freeze))
     try:
         items = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())["items"]
-        return {"items": items, "batch_queries": batching, "faiss_threads": threads,
+        return {"items": items, "batch_queries": batching, "faiss_threads": threads, "gc_freeze": gc_freeze,
                 "by_image": wrk(port, {"IMAGE": str(image)}, seconds, connections),
                 "by_code": wrk(port, {"CODE": code}, seconds, connections)}
     finally:
@@ -83,8 +85,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=8390)
-    parser.add_argument("--batching", choices=("both", "on", "off"), default="both",
+    parser.add_argument("--batching", choices=SWITCH, default="both",
                         help="query batching of the service (NAC_HASH_BATCH_QUERIES): each setting in turn (default)")
+    parser.add_argument("--gc-freeze", choices=SWITCH, default="on",
+                        help="start-up objects out of the garbage collector (NAC_HASH_GC_FREEZE; default: on)")
     parser.add_argument("--faiss-threads", default="all",
                         help="comma-separated FAISS thread settings to run in turn: all (every core) or a number")
     parser.add_argument("--out", type=Path, required=True)
@@ -95,8 +99,8 @@ def main() -> None:
     meta = dict(store.meta)
     store.close()
     code = codes[len(codes) // 2].tobytes().hex()
-    cases = [(b, t) for b in {"both": (False, True), "on": (True,), "off": (False,)}[args.batching]
-             for t in args.faiss_threads.split(",")]
+    cases = [(b, t, g) for b in SWITCH[args.batching] for t in args.faiss_threads.split(",")
+             for g in SWITCH[args.gc_freeze]]
     results = [run(args.index, args.image, code, args.port, args.seconds, args.connections, *case) for case in cases]
     with tempfile.TemporaryDirectory() as scratch:
         synthetic_index(Path(scratch), grow_codes(codes, args.large, np.random.default_rng(0)), meta)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -83,7 +84,7 @@ def _search(service: SearchService, queries: Encoded, k: int, max_distance: int 
             for code, hits in zip(codes, results, strict=True)]
 
 
-async def _multipart_query(request: Request, service: SearchService, stages: Stages) -> tuple[Encoded, SearchOptions]:
+async def _multipart_upload(request: Request, service: SearchService) -> tuple[bytes, SearchOptions]:
     form = await request.form(max_files=1, max_fields=4)
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
@@ -92,8 +93,7 @@ async def _multipart_query(request: Request, service: SearchService, stages: Sta
         options = SearchOptions.model_validate({k: form[k] for k in ("k", "max_distance") if k in form})
     except ValidationError as e:
         raise RequestValidationError(e.errors()) from e
-    data = read_upload(upload, service.settings.max_upload_bytes)
-    return await run_in_threadpool(_encode, service, data, stages), options
+    return read_upload(upload, service.settings.max_upload_bytes), options
 
 
 @router.post("/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY)
@@ -101,14 +101,16 @@ async def search(request: Request, service: Service, metrics: AppMetrics) -> Sea
     """Neighbours of one image (multipart field `image`, or JSON `image_base64`) or of a hex `code`."""
     stages = Stages(metrics)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        queries, options = await _multipart_query(request, service, stages)
+        data, options = await _multipart_upload(request, service)
+        encode = partial(_encode, service, data, stages)
     else:
         try:
             options = SearchRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from e
-        queries = await run_in_threadpool(_query, service, options, stages)
-    results = await run_in_threadpool(_search, service, queries, options.k, options.max_distance, stages)
+        encode = partial(_query, service, options, stages)
+    # Encoding and search in one trip to the thread pool: each trip is a hand-over between threads.
+    results = await run_in_threadpool(lambda: _search(service, encode(), options.k, options.max_distance, stages))
     return SearchResponse(**results[0].model_dump(), timings=stages.timings)
 
 

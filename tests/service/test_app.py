@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import io
 from pathlib import Path
@@ -147,6 +148,15 @@ def test_mmap_service_is_read_only(index):
     with TestClient(create_app(Settings(index=index, mmap=True))) as client:
         assert client.post("/search", json={"code": "ff" * 16, "k": 3}).status_code == 200
         assert client.delete("/items/1").status_code == 409
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_objects_loaded_at_start_up_leave_the_collector_while_serving(index, freeze):
+    gc.unfreeze()
+    with TestClient(create_app(Settings(index=index, gc_freeze=freeze))) as client:
+        assert (gc.get_freeze_count() > 0) == freeze
+        assert client.post("/search", json={"code": "ff" * 16, "k": 3}).status_code == 200
+    assert gc.get_freeze_count() == 0
 
 
 def test_metrics_count_requests_and_stages(client):
