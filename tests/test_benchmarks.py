@@ -55,6 +55,16 @@ def test_photo_index_benchmark_compares_both_decoders(tmp_path):
     assert result["code_bits_differing_from_full_decode"]["max"] <= 128
 
 
+def test_view_averaging_scores_each_number_of_views(class_folders, tmp_path):
+    out = tmp_path / "views.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "view_averaging.py"), "--dataset", "folder",
+                    "--data-root", str(class_folders), "--protocol", "folder", "--out", str(out)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["views"] for r in rows] == [1, 2, 4, 6, 8, 10]
+    assert all(0 < r["map_all"] <= 1 for r in rows)
+
+
 def test_bench_copies_scores_every_method_and_transform(tmp_path):
     from helpers import write_class_folders
 
