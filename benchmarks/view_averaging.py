@@ -51,7 +51,8 @@ def main() -> None:
     total = np.zeros((len(images), model.config.bits), dtype=np.float32)
     rows, seconds = [], []
     for dy, dx in SHIFTS:
-        for view in (shifted(images, dy, dx), np.ascontiguousarray(shifted(images, dy, dx)[:, :, ::-1])):
+        moved = shifted(images, dy, dx)
+        for view in (moved, np.ascontiguousarray(moved[:, :, ::-1])):
             start = time.perf_counter()
             total += np.concatenate([code_logits(model, view[i : i + 1000]) for i in range(0, len(view), 1000)])
             seconds.append(time.perf_counter() - start)
