@@ -1,5 +1,8 @@
 """SimCLR/NAC augmentations as batched tensor ops, so they run on the GPU beside the model.
 
+Crops, mirrors, colour jitter and grayscale, then, where a run asks for them, copy-style edits
+(:mod:`nac_hash.training.degrade`).
+
 Input is a (N, 3, H, W) uint8 batch already on the device; output is a float batch in [0, 1] (the caller
 normalises it with the model's statistics, as :func:`nac_hash.transforms.model_input` does at inference). Each image
 draws its own crop, flip, jitter factors and coin flips. One simplification against torchvision: the order
@@ -14,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nac_hash.training.config import AugmentConfig
+from nac_hash.training.degrade import degrade
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -128,7 +132,7 @@ def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     x = torch.where(jitter, color_jitter(x, config, generator), x)
     gray = _per_image(torch.rand(n, device=device, generator=generator) < config.grayscale_probability)
     x = torch.where(gray, grayscale(x).expand_as(x), x)
-    return x
+    return degrade(x, config.degrade_probability, generator)
 
 
 def random_affine(images: torch.Tensor, max_rotation: float = math.pi, scale: tuple[float, float] = (0.7, 1.3),

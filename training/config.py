@@ -48,6 +48,7 @@ class AugmentOptions:
     hue: float = 0.1
     jitter_probability: float = 0.8
     grayscale_probability: float = 0.2
+    degrade_probability: float = 0.0
 
 
 @dataclass
@@ -103,6 +104,8 @@ class TrainConfig(AugmentOptions):
         hue: colour-jitter strength.
         jitter_probability: chance of colour jitter per view.
         grayscale_probability: chance of grayscale per view.
+        degrade_probability: chance of each copy-style edit per view (rotation, rescale, blur, JPEG, a strip;
+            training.degrade): 0 for retrieval; above 0 for codes meant to find edited copies.
         out_dir: folder for the model, training state and split; a run there resumes unless --no-resume.
         device: auto (CUDA when available), cpu or cuda.
         compile: torch.compile the training step.
@@ -175,6 +178,8 @@ class TrainConfig(AugmentOptions):
             parse_duration(self.time_budget)
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
+        if not 0 <= self.degrade_probability <= 1:
+            raise ValueError(f"degrade_probability must lie in [0, 1], got {self.degrade_probability}")
         self.model_config()  # validates arch, bits and image size
 
     def recipe(self) -> str:
