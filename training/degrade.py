@@ -104,9 +104,9 @@ def degrade(images: torch.Tensor, probability: float, generator: torch.Generator
     """Apply each of EDITS, in that order, to a random ``probability`` share of the (N, 3, S, S) batch."""
     if probability == 0:
         return images
+    images = images.clone()  # edited in place below; the caller's batch stays as it was
     for edit in EDITS:
         chosen = torch.rand(len(images), device=images.device, generator=generator) < probability
         if chosen.any():
-            images = images.clone()
             images[chosen] = edit(images[chosen], generator).clamp(0, 1)
     return images
