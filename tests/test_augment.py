@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nac_hash.training.augment import augment, crop_boxes, hsv_to_rgb, rgb_to_hsv
-from nac_hash.training.config import AugmentConfig
+from nac_hash.training.config import AugmentConfig, TrainConfig
 
 
 def images(n: int = 6, size: int = 32) -> torch.Tensor:
@@ -66,3 +66,9 @@ def test_zero_jitter_strength_is_identity():
 def test_runs_on_the_gpu():
     out = augment(images().cuda(), AugmentConfig())
     assert out.is_cuda and out.shape == (6, 3, 32, 32)
+
+
+def test_train_config_passes_the_mirror_probability_on_and_rejects_one_outside_zero_to_one():
+    assert TrainConfig(mirror_probability=0.0).augment_config().mirror_probability == 0.0
+    with pytest.raises(ValueError, match="mirror_probability"):
+        TrainConfig(mirror_probability=-0.1)

@@ -42,6 +42,7 @@ class AugmentOptions:
     """The augmentation settings a run can change (options of ``nac-hash train``, inherited by TrainConfig)."""
 
     crop_scale_min: float = 0.08
+    mirror_probability: float = 0.5
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
@@ -57,7 +58,6 @@ class AugmentConfig(AugmentOptions):
 
     size: int = 32
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    mirror_probability: float = 0.5
 
 
 @dataclass
@@ -98,6 +98,7 @@ class TrainConfig(AugmentOptions):
         time_budget: train for this long (90s, 30m, 2h) instead of --epochs: warm-up and decay follow the
             clock and the run, final evaluation included, ends on time.
         crop_scale_min: smallest area share of the random resized crop; None takes the recipe.
+        mirror_probability: chance of a horizontal mirror per view (0 for text, digits, anything handed).
         brightness: colour-jitter strength.
         contrast: colour-jitter strength.
         saturation: colour-jitter strength.
@@ -178,8 +179,9 @@ class TrainConfig(AugmentOptions):
             parse_duration(self.time_budget)
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
-        if not 0 <= self.degrade_probability <= 1:
-            raise ValueError(f"degrade_probability must lie in [0, 1], got {self.degrade_probability}")
+        for name in ("mirror_probability", "degrade_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         self.model_config()  # validates arch, bits and image size
 
     def recipe(self) -> str:
