@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from nac_hash.errors import NacHashError
+from nac_hash.model_config import ROTATION_INPUTS
 
 USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, OSError)  # OSError: missing or unwritable paths
 
@@ -68,11 +69,12 @@ def _export(args: argparse.Namespace) -> None:
         from nac_hash.training.rotation import training_images, with_code_rotation
 
         model, sidecar = load_checkpoint(args.checkpoint)
-        path = export_model(with_code_rotation(model, training_images(sidecar)), sidecar, args.out, metadata)
+        rotated = with_code_rotation(model, training_images(sidecar), rotation_input=args.itq)
+        path = export_model(rotated, sidecar, args.out, metadata)
     else:
         path = export_checkpoint(args.checkpoint, args.out, metadata)
     print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head"
-          f"{', ITQ code rotation' if args.itq else ''})")
+          f"{f', ITQ code rotation of the {args.itq}' if args.itq else ''})")
 
 
 def _bench_map(args: argparse.Namespace) -> None:
@@ -134,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", help="model .safetensors")
     export.add_argument("--out", type=Path, required=True, help="target .safetensors")
     export.add_argument("--results", type=Path, help="results JSON of `nac-hash eval` to record beside it")
-    export.add_argument("--itq", action="store_true", help="add an ITQ rotation of the codes, fitted on the "
-                        "checkpoint's training images (its recorded data and split)")
+    export.add_argument("--itq", nargs="?", const="logits", choices=ROTATION_INPUTS,
+                        help="add an ITQ rotation of the codes, fitted on the checkpoint's training images (its "
+                        "recorded data and split): of the pre-activations (logits, the default) or of the "
+                        "backbone's unit-length features (features; better on small aligned images)")
     export.set_defaults(run=_export)
 
     from nac_hash.index_data.cli import add_bench_commands, add_dedup_command, add_index_commands

@@ -46,6 +46,11 @@ def code_logits(model: HashingModel, images: np.ndarray) -> np.ndarray:
     return logits[0] if logits else np.zeros((0, model.config.bits), dtype=np.float32)
 
 
+def rotation_inputs(model: HashingModel, images: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 images -> (N, d) float32 inputs of a code rotation (HashingModel.rotation_input)."""
+    return _map_batches(model, [images], lambda h: model.rotation_input(h).float().cpu().numpy())[0]
+
+
 def _batches(images: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:
     starts = range(0, len(images), batch_size)
     batches = (images[i : i + batch_size] for i in starts)

@@ -13,14 +13,18 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 ARCHITECTURES = ("vgg16_bn", "resnet18", "resnet50", "cnn_small")
 CNN_SMALL_WIDTH = 32
+ROTATION_INPUTS = ("logits", "features")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model and its input transform, stored in every checkpoint.
 
-    ``code_rotation``: the codes are the signs of (a - center) @ R rather than of the pre-activations a, with an
-    ITQ rotation R fitted on the training images after training (``nac-hash export --itq``).
+    ``code_rotation``: the codes are the signs of (x - center) @ R rather than of the pre-activations a, with an
+    ITQ projection R fitted on the training images after training (``nac-hash export --itq``). ``rotation_input``
+    says what x is: ``logits``, the pre-activations a (R is a D x D rotation), or ``features``, the backbone
+    features h scaled to unit length (R projects them to D dimensions and rotates; the projection head is then
+    unused).
     ``width`` and ``depth`` shape cnn_small only: the channels of its first stage (doubled at each of its four
     stages) and the convolutions per stage.
     """
@@ -32,6 +36,7 @@ class ModelConfig:
     std: tuple[float, float, float] = CIFAR10_STD
     inference_head: bool = True
     code_rotation: bool = False
+    rotation_input: str = "logits"
     width: int = CNN_SMALL_WIDTH
     depth: int = 1
 
@@ -39,6 +44,8 @@ class ModelConfig:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         validate_bits(self.bits)
+        if self.rotation_input not in ROTATION_INPUTS:
+            raise ValueError(f"rotation_input must be one of {', '.join(ROTATION_INPUTS)}, got {self.rotation_input!r}")
         if self.width < 1 or self.depth < 1:
             raise ValueError(f"width and depth must be positive, got {self.width} and {self.depth}")
         if self.arch != "cnn_small" and (self.width, self.depth) != (CNN_SMALL_WIDTH, 1):

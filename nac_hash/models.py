@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -70,8 +71,9 @@ class HashingModel(nn.Module):
         self.projection = _head(self.feature_dim, config.bits)
         self.inference = _head(self.feature_dim, config.bits) if config.inference_head else None
         if config.code_rotation:
-            self.register_buffer("rotation_center", torch.zeros(config.bits))
-            self.register_buffer("rotation", torch.eye(config.bits))
+            width = self.feature_dim if config.rotation_input == "features" else config.bits
+            self.register_buffer("rotation_center", torch.zeros(width))
+            self.register_buffer("rotation", torch.eye(width, config.bits))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
@@ -89,12 +91,21 @@ class HashingModel(nn.Module):
         return self.backbone[:-2](images)  # drop the global average pooling and the flatten
 
     def code_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Features h -> code pre-activations a = g(h) / sqrt(D) (rotated, for a model with a code rotation);
-        the hash code is their sign."""
-        logits = self.projection(features) / math.sqrt(self.config.bits)
+        """Features h -> code pre-activations a = g(h) / sqrt(D), or, for a model with a code rotation, its
+        rotated input (ModelConfig.rotation_input); the hash code is their sign."""
         if self.config.code_rotation:
-            logits = (logits - self.rotation_center) @ self.rotation
-        return logits
+            return (self.rotation_input(features) - self.rotation_center) @ self.rotation
+        return self.head_logits(features)
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Features h -> the projection head's pre-activations a = g(h) / sqrt(D), unrotated."""
+        return self.projection(features) / math.sqrt(self.config.bits)
+
+    def rotation_input(self, features: torch.Tensor) -> torch.Tensor:
+        """What a code rotation is fitted on and applied to: unit-length features h, or the pre-activations."""
+        if self.config.rotation_input == "features":
+            return F.normalize(features, dim=1)
+        return self.head_logits(features)
 
     def bit_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Features h of one view -> logits r = phi(h) / sqrt(D) of the other view's bits."""

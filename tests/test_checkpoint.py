@@ -83,17 +83,25 @@ def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
     assert target.stat().st_mode & 0o044  # readable by group/others under the usual umask
 
 
-def test_itq_code_rotation_survives_export_and_matches_itq(class_folders, tmp_path):
+@pytest.mark.parametrize("rotation_input", ["logits", "features"])
+def test_itq_code_rotation_survives_export_and_matches_itq(class_folders, tmp_path, rotation_input):
     from nac_hash.baselines import ITQ
     from nac_hash.checkpoint import export_model
-    from nac_hash.inference import code_logits, encode_images
+    from nac_hash.inference import code_logits, embed_images, encode_images
     from nac_hash.training.rotation import with_code_rotation
 
     model = HashingModel(ModelConfig(arch="cnn_small", bits=16)).eval()
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
-    rotated = with_code_rotation(model, images)
-    expected = ITQ(16, seed=0).fit(code_logits(model, images)).encode(code_logits(model, images))
+    rotated = with_code_rotation(model, images, rotation_input)
+    if rotation_input == "logits":
+        inputs = code_logits(model, images)
+    else:
+        features = embed_images(model, images)
+        inputs = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = ITQ(16, seed=0).fit(inputs).encode(inputs)
     np.testing.assert_array_equal(encode_images(rotated, images), expected)
+    for name, value in model.state_dict().items():  # the backbone's weights and statistics carry over
+        torch.testing.assert_close(rotated.state_dict()[name], value)
     with pytest.raises(ValueError, match="already"):
         with_code_rotation(rotated, images)
 

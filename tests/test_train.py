@@ -115,6 +115,9 @@ def test_export_with_itq_fits_on_the_recorded_training_images(class_folders, tmp
     sidecar = json.loads((tmp_path / "x.json").read_text())
     assert sidecar["model"]["code_rotation"] and not sidecar["model"]["inference_head"]
     assert sidecar["training"]["data_root"] == str(class_folders)
+    assert main(["export", str(out / "model.safetensors"), "--out", str(tmp_path / "f.safetensors"),
+                 "--itq", "features"]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["model"]["rotation_input"] == "features"
 
 
 def test_a_too_noisy_channel_is_warned_about(class_folders, tmp_path, caplog):
