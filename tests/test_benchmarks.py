@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, write_class_folders
 
+from nac_hash.checkpoint import default_checkpoint
 from nac_hash.cli import main
 
 
@@ -91,3 +92,14 @@ def test_dedup_scale_benchmark(index, tmp_path):
                     "--size", "500", "--out", str(out)], check=True, cwd=tmp_path, capture_output=True)
     result = json.loads(out.read_text())
     assert result["codes"] == 500 and result["pairs"] > 0 and 0 < result["codes_in_groups"] <= 500
+
+
+def test_code_readouts_scores_each_readout_beside_pixels(tmp_path):
+    folders = write_class_folders(tmp_path / "images", per_class=50)  # ITQ at 128 bits needs 128 training images
+    out = tmp_path / "readouts.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "code_readouts.py"), str(default_checkpoint()),
+                    "--data-root", str(folders), "--out", str(out)], check=True, cwd=tmp_path, capture_output=True)
+    result = json.loads(out.read_text())
+    readouts = ("signs", "itq_logits", "itq_features", "itq_unit_features")
+    assert all(0 < result["rows"][0][name]["map_all"] <= 1 for name in readouts)
+    assert 0 < result["itq_on_pixels"]["map_all"] <= 1
