@@ -3,6 +3,9 @@
 Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [--steps 20]
        [--settings fp32,fp32-cl,bf16,bf16-cl] [--compile] [--out results.json]
 
+``--compile`` times each setting eager and then torch.compiled (the first compiled steps, which compile, fall
+in the untimed warm-up).
+
 Each step is timed in two parts, synchronising in between: the two augmented views, then the model's
 forward, backward and optimizer step. Random uint8 images stand in for the data (the step's cost does not
 depend on pixel values). Prints one JSON line per setting: ms per step, the augmentation's share and images/s
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from nac_hash.atomic import write_json
 from nac_hash.provenance import provenance
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
@@ -75,20 +79,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per setting (default: %(default)s)")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated, from {', '.join(SETTINGS)} (default: all)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    parser.add_argument("--compile", action="store_true",
+                        help="time each setting twice: eager, then with the training step torch.compiled")
     parser.add_argument("--out", type=Path, help="write all results as one JSON file")
     args = parser.parse_args()
-    base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size, compile=args.compile)
+    base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
     results = []
     for name in args.settings.split(","):
         if name not in SETTINGS:
             parser.error(f"--settings: unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
         precision, channels_last = SETTINGS[name]
-        config = dataclasses.replace(base, precision=precision, channels_last=channels_last)
-        results.append({"setting": name, **profile(config, args.steps)})
-        print(json.dumps(results[-1]), flush=True)
+        for compiled in (False, True) if args.compile else (False,):
+            config = dataclasses.replace(base, precision=precision, channels_last=channels_last, compile=compiled)
+            results.append({"setting": name, **profile(config, args.steps)})
+            print(json.dumps(results[-1]), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"results": results, **provenance()}, indent=2) + "\n")
+        write_json(args.out, {"results": results, **provenance()})
 
 
 if __name__ == "__main__":
