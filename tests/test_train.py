@@ -33,6 +33,11 @@ def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_fold
     assert [h["epoch"] for h in sidecar["history"]] == [1, 2]
     assert {"command", "git_commit", "hardware"} <= sidecar.keys()
     assert (out / "split.npz").is_file() and (out / "train_state.safetensors").is_file()
+    # A folder's run ends with the ITQ rotation of the unit-length features in the model it ships, while the
+    # training state keeps the model as trained.
+    assert sidecar["model"]["code_rotation"] and sidecar["model"]["rotation_input"] == "features"
+    assert "rotation" in load_file(out / "model.safetensors")
+    assert not any("rotation" in name for name in load_file(out / "train_state.safetensors"))
 
     results_path = tmp_path / "results.json"
     # No --data-root: eval reads the folder, protocol and split sizes the checkpoint records.
@@ -93,6 +98,9 @@ def test_a_folder_gets_its_own_cpu_recipe_and_small_sets_smaller_batches():
     cifar, folder = load_config(None, {"device": "cpu"}), load_config(None, {"device": "cpu", "dataset": "folder"})
     assert (cifar.flip_probability, cifar.crop_scale_min) == (0.25, 0.08)
     assert (folder.flip_probability, folder.crop_scale_min) == (0.1, 0.5)
+    assert (cifar.fit_rotation, folder.fit_rotation) == ("none", "features")
+    with pytest.raises(ValueError, match="fit_rotation"):
+        load_config(None, {"fit_rotation": "pixels"})
     assert folder.augment_config().crop_scale_min == 0.5
     assert load_config(None, {"device": "cpu", "dataset": "folder", "flip_probability": 0.3}).flip_probability == 0.3
     assert epoch_batch(500, 5_000) == 500  # the CIFAR recipe already has ten steps per epoch
@@ -110,7 +118,8 @@ def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):
 
 def test_export_with_itq_fits_on_the_recorded_training_images(class_folders, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(class_folders, out, epochs=1)) == 0
+    assert main([*train_args(class_folders, out, epochs=1), "--fit-rotation", "none"]) == 0
+    assert not json.loads((out / "model.json").read_text())["model"]["code_rotation"]
     assert main(["export", str(out / "model.safetensors"), "--out", str(tmp_path / "x.safetensors"), "--itq"]) == 0
     sidecar = json.loads((tmp_path / "x.json").read_text())
     assert sidecar["model"]["code_rotation"] and not sidecar["model"]["inference_head"]

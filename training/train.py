@@ -38,6 +38,7 @@ from nac_hash.training.methods import FEATURE_METHODS
 from nac_hash.training.objective import Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
 from nac_hash.training.precision import training_dtype
+from nac_hash.training.rotation import with_code_rotation
 from nac_hash.training.splits import Split, get_protocol, make_split, save_split
 from nac_hash.transforms import normalize
 
@@ -243,20 +244,36 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         run.epoch += 1
         if clock is not None:
             clock.record_epoch(time.perf_counter() - started)
-            # Encoding for the final evaluation costs about a quarter of a training pass per image, or less.
-            clock.reserve_s = evaluation_size(split, config) / 4 * clock.mean_epoch_s() / len(images)
+            # Encoding for the rotation and the final evaluation costs about a quarter of a training pass per
+            # image, or less.
+            clock.reserve_s = final_encodings(split, config) / 4 * clock.mean_epoch_s() / len(images)
             bar.total = bar.n + clock.epochs_left() * steps_per_epoch  # the ETA follows the measured pace
         finished = not agree(world, run.keeps_training())
         if not world.is_main:
             continue
         if run.epoch % config.checkpoint_every == 0 or finished:
             save_state(run, out / STATE_FILE)
+            if finished:  # the training state above keeps the model as trained, for a later, longer run
+                run.model = rotated_for_search(run.model, data.images[split.train], config.fit_rotation)
             save_model(run, out / MODEL_FILE)
         if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
             evaluate_epoch(run, data, split, protocol.map_k, float(loss.item()))
             save_model(run, out / MODEL_FILE)  # again, now with the evaluation in its history
     bar.close()
     return out / MODEL_FILE
+
+
+def rotated_for_search(model: HashingModel, images: np.ndarray, rotation_input: str) -> HashingModel:
+    """``model`` with the ITQ rotation of ``rotation_input`` fitted on ``images`` (training.rotation), or as it
+    is for ``none`` or too few images to fit one."""
+    if rotation_input == "none":
+        return model
+    if len(images) < model.config.bits:
+        logger.info("%d training images are too few to fit an ITQ rotation of %d bits: the codes stay the signs of "
+                    "the pre-activations", len(images), model.config.bits)
+        return model
+    device = next(model.parameters()).device
+    return with_code_rotation(model.cpu(), images, rotation_input).to(device)
 
 
 def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
@@ -296,9 +313,10 @@ def warn_if_the_channel_is_too_narrow(config: TrainConfig, images: int) -> None:
                        math.log2(images), images)
 
 
-def evaluation_size(split: Split, config: TrainConfig) -> int:
-    """Images a quick evaluation encodes."""
-    return min(len(split.query), config.eval_queries) + len(split.database)
+def final_encodings(split: Split, config: TrainConfig) -> int:
+    """Images the end of a run encodes: the training images for a rotation, then a quick evaluation's."""
+    rotation = len(split.train) if config.fit_rotation != "none" else 0
+    return rotation + min(len(split.query), config.eval_queries) + len(split.database)
 
 
 def evaluate_epoch(run: Run, data: ImageSet, split: Split, map_k: int | None, loss: float) -> None:
