@@ -23,15 +23,15 @@ from nac_hash.baselines import ITQ
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.codes import pack_codes
 from nac_hash.inference import code_logits, embed_images
+from nac_hash.models import HashingModel
 from nac_hash.provenance import provenance
 from nac_hash.training.scoring import ScoringData, itq_codes, load_scoring_data, score_codes
 
 
-def readouts(checkpoint: str, scoring: ScoringData) -> dict[str, np.ndarray]:
+def readouts(model: HashingModel, scoring: ScoringData) -> dict[str, np.ndarray]:
     """Packed codes of every image of ``scoring`` under each readout."""
-    model, _ = load_checkpoint(checkpoint, torch.device("cpu"))
     images = scoring.data.images
-    logits = np.concatenate([code_logits(model, images[i : i + 1000]) for i in range(0, len(images), 1000)])
+    logits = code_logits(model, images)
     features = embed_images(model, images)
     unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)
     train = scoring.split.train
@@ -49,19 +49,20 @@ def main() -> None:
     parser.add_argument("--protocol", default="folder")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    model, _ = load_checkpoint(args.checkpoints[0], torch.device("cpu"))
-    scoring = load_scoring_data(args.dataset, args.data_root, args.protocol, 0, model.config.image_size)
+    models = {path: load_checkpoint(path, torch.device("cpu"))[0] for path in args.checkpoints}
+    bits, image_size = models[args.checkpoints[0]].config.bits, models[args.checkpoints[0]].config.image_size
+    scoring = load_scoring_data(args.dataset, args.data_root, args.protocol, 0, image_size)
 
     def scored(codes: np.ndarray) -> dict:
         scores = score_codes(codes, scoring.data, scoring.split, None)
         return {"map_all": round(scores["map_all"], 4), "distinct_codes": scores["distinct_codes"]}
 
     rows = []
-    for checkpoint in args.checkpoints:
+    for checkpoint, model in models.items():
         rows.append({"checkpoint": checkpoint,
-                     **{name: scored(codes) for name, codes in readouts(checkpoint, scoring).items()}})
+                     **{name: scored(codes) for name, codes in readouts(model, scoring).items()}})
         print(json.dumps(rows[-1]), flush=True)
-    pixels = scored(itq_codes(scoring.data, scoring.split, model.config.bits, 0))
+    pixels = scored(itq_codes(scoring.data, scoring.split, bits, 0))
     print(json.dumps({"itq_on_pixels": pixels}))
     if args.out:
         write_json(args.out, {"benchmark": "code readouts", "dataset": scoring.data.description,

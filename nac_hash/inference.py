@@ -40,15 +40,22 @@ def encode_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Ten
     return np.concatenate(codes) if codes else np.zeros((0, model.config.bits // 8), dtype=np.uint8)
 
 
-def code_logits(model: HashingModel, images: np.ndarray) -> np.ndarray:
+def code_logits(model: HashingModel, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """(N, S, S, 3) uint8 images -> (N, D) float32 code pre-activations; their signs are the codes."""
-    logits = _map_batches(model, [images], lambda h: model.code_logits(h).float().cpu().numpy())
-    return logits[0] if logits else np.zeros((0, model.config.bits), dtype=np.float32)
+    return _float_outputs(model, images, batch_size, model.code_logits, model.config.bits)
 
 
-def rotation_inputs(model: HashingModel, images: np.ndarray) -> np.ndarray:
+def rotation_inputs(model: HashingModel, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """(N, S, S, 3) uint8 images -> (N, d) float32 inputs of a code rotation (HashingModel.rotation_input)."""
-    return _map_batches(model, [images], lambda h: model.rotation_input(h).float().cpu().numpy())[0]
+    width = model.feature_dim if model.config.rotation_input == "features" else model.config.bits
+    return _float_outputs(model, images, batch_size, model.rotation_input, width)
+
+
+def _float_outputs(model: HashingModel, images: np.ndarray, batch_size: int,
+                   output: Callable[[torch.Tensor], torch.Tensor], width: int) -> np.ndarray:
+    """``output(features)`` of ``images``, a batch at a time, as one (N, width) float32 array."""
+    parts = _map_batches(model, _batches(images, batch_size, False, ""), lambda h: output(h).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
 
 
 def _batches(images: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:

@@ -40,12 +40,11 @@ def with_code_rotation(model: HashingModel, images: np.ndarray, rotation_input: 
     or the unit-length backbone features; ModelConfig) on ``images``."""
     if model.config.code_rotation:
         raise ValueError("this model has a code rotation already")
-    rotated = HashingModel(dataclasses.replace(model.config, code_rotation=True, rotation_input=rotation_input))
+    config = dataclasses.replace(model.config, code_rotation=True, rotation_input=rotation_input)
+    rotated = HashingModel(config).to(next(model.parameters()).device)
     placeholders = {"rotation_center": rotated.rotation_center, "rotation": rotated.rotation}  # fitted below
     rotated.load_state_dict(model.state_dict() | placeholders)
-    inputs = np.concatenate([rotation_inputs(rotated, images[i : i + batch_size])
-                             for i in range(0, len(images), batch_size)])
-    itq = ITQ(model.config.bits, seed=seed).fit(inputs)
+    itq = ITQ(model.config.bits, seed=seed).fit(rotation_inputs(rotated, images, batch_size))
     rotated.rotation_center.copy_(torch.from_numpy(itq.center))
     rotated.rotation.copy_(torch.from_numpy(itq.projection))
     return rotated.eval()

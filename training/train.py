@@ -272,8 +272,7 @@ def rotated_for_search(model: HashingModel, images: np.ndarray, rotation_input: 
         logger.info("%d training images are too few to fit an ITQ rotation of %d bits: the codes stay the signs of "
                     "the pre-activations", len(images), model.config.bits)
         return model
-    device = next(model.parameters()).device
-    return with_code_rotation(model.cpu(), images, rotation_input).to(device)
+    return with_code_rotation(model, images, rotation_input)
 
 
 def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
