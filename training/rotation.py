@@ -39,7 +39,8 @@ def with_code_rotation(model: HashingModel, images: np.ndarray, rotation_input: 
     """A copy of ``model`` whose codes are the ITQ-rotated signs of its ``rotation_input`` (the pre-activations,
     or the unit-length backbone features; ModelConfig) on ``images``."""
     if model.config.code_rotation:
-        raise ValueError("this model has a code rotation already")
+        raise ValueError("this model has a code rotation already (a folder run fits one as it ends): "
+                         "export it without --itq")
     config = dataclasses.replace(model.config, code_rotation=True, rotation_input=rotation_input)
     rotated = HashingModel(config).to(next(model.parameters()).device)
     placeholders = {"rotation_center": rotated.rotation_center, "rotation": rotated.rotation}  # fitted below
