@@ -1,7 +1,11 @@
-"""Training images/s on this machine for each precision and memory-format setting, in one run.
+"""Training images/s on this machine for each precision, memory-format and allocator setting, in one run.
 
 Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [--steps 20]
-       [--settings fp32,fp32-cl,bf16,bf16-cl] [--compile] [--out results.json]
+       [--settings fp32,fp32-cl,bf16,bf16-cl,fp32-cl+keep,bf16-cl+keep] [--compile] [--rounds 1]
+       [--out results.json]
+
+A ``+keep`` setting keeps freed memory in the process as training does (nac_hash.training.allocator); the
+others use glibc's default allocator. Every setting runs in a fresh process, so none inherits another's heap.
 
 ``--compile`` times each setting eager and then torch.compiled (the first compiled steps, which compile, fall
 in the untimed warm-up).
@@ -9,7 +13,9 @@ in the untimed warm-up).
 Each step is timed in two parts, synchronising in between: the two augmented views, then the model's
 forward, backward and optimizer step. Random uint8 images stand in for the data (the step's cost does not
 depend on pixel values). Prints one JSON line per setting: ms per step, the augmentation's share and images/s
-(each image yields two views); ``--out`` writes them all, with the machine, as one JSON file.
+(each image yields two views); ``--out`` writes them all, with the machine, as one JSON file. ``--rounds 3``
+times every setting three times, round after round, so that a slow spell of a shared machine hits all settings
+alike, and reports each setting's median round.
 """
 
 from __future__ import annotations
@@ -17,22 +23,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 from nac_hash.atomic import write_json
 from nac_hash.provenance import provenance
+from nac_hash.training.allocator import keep_freed_memory
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
 from nac_hash.training.train import build_run, optimize, resolve_device, two_views
 
-SETTINGS = {  # name -> (precision, channels_last)
-    "fp32": ("fp32", False),
-    "fp32-cl": ("fp32", True),
-    "bf16": ("bf16", False),
-    "bf16-cl": ("bf16", True),
+SETTINGS = {  # name -> (precision, channels_last, keep freed memory)
+    "fp32": ("fp32", False, False),
+    "fp32-cl": ("fp32", True, False),
+    "bf16": ("bf16", False, False),
+    "bf16-cl": ("bf16", True, False),
+    "fp32-cl+keep": ("fp32", True, True),
+    "bf16-cl+keep": ("bf16", True, True),
 }
 
 
@@ -41,9 +52,11 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def profile(config: TrainConfig, steps: int, warmup: int = 3) -> dict:
+def profile(config: TrainConfig, steps: int, keep_memory: bool, warmup: int = 3) -> dict:
     """Time ``steps`` training steps of ``config`` after ``warmup`` untimed ones."""
     device = resolve_device(config.device)
+    if keep_memory:
+        keep_freed_memory()
     run = build_run(config, device, steps_per_epoch=100)
     step_module = TrainStep(run.model, run.objective)
     if config.compile:
@@ -64,11 +77,23 @@ def profile(config: TrainConfig, steps: int, warmup: int = 3) -> dict:
             total_s += time.perf_counter() - start
     return {
         "arch": config.arch, "method": config.method, "batch_size": config.batch_size,
-        "precision": config.precision, "channels_last": config.channels_last, "compile": config.compile,
+        "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": keep_memory,
+        "compile": config.compile,
         "steps": steps, "ms_per_step": round(1000 * total_s / steps, 1),
         "augment_share": round(augment_s / total_s, 3),
         "images_per_s": round(config.batch_size * steps / total_s, 1),
     }
+
+
+def profile_in_fresh_process(config: TrainConfig, steps: int, keep_memory: bool) -> dict:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(profile, config, steps, keep_memory).result()
+
+
+def median_round(timed: list[dict]) -> dict:
+    """The round with the median images/s, with every round's images/s beside it."""
+    ranked = sorted(timed, key=lambda result: result["images_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "images_per_s_each_round": [r["images_per_s"] for r in timed]}
 
 
 def main() -> None:
@@ -81,18 +106,23 @@ def main() -> None:
                         help=f"comma-separated, from {', '.join(SETTINGS)} (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="time each setting twice: eager, then with the training step torch.compiled")
+    parser.add_argument("--rounds", type=int, default=1, help="times each setting is timed (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="write all results as one JSON file")
     args = parser.parse_args()
+    names = args.settings.split(",")
+    if unknown := [name for name in names if name not in SETTINGS]:
+        parser.error(f"--settings: unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
     base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
-    results = []
-    for name in args.settings.split(","):
-        if name not in SETTINGS:
-            parser.error(f"--settings: unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
-        precision, channels_last = SETTINGS[name]
-        for compiled in (False, True) if args.compile else (False,):
+    runs = [(name, compiled) for name in names for compiled in ((False, True) if args.compile else (False,))]
+    rounds: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
+    for _ in range(args.rounds):
+        for name, compiled in runs:
+            precision, channels_last, keep_memory = SETTINGS[name]
             config = dataclasses.replace(base, precision=precision, channels_last=channels_last, compile=compiled)
-            results.append({"setting": name, **profile(config, args.steps)})
-            print(json.dumps(results[-1]), flush=True)
+            rounds[name, compiled].append({"setting": name, **profile_in_fresh_process(config, args.steps,
+                                                                                       keep_memory)})
+            print(json.dumps(rounds[name, compiled][-1]), flush=True)
+    results = [median_round(timed) for timed in rounds.values()]
     if args.out:
         write_json(args.out, {"results": results, **provenance()})
 

@@ -29,6 +29,7 @@ from nac_hash.model_config import CIFAR10_MEAN, CIFAR10_STD, ModelConfig
 from nac_hash.models import HashingModel
 from nac_hash.progress import progress_bar
 from nac_hash.provenance import provenance
+from nac_hash.training.allocator import keep_freed_memory
 from nac_hash.training.augment import augment
 from nac_hash.training.budget import BudgetClock
 from nac_hash.training.config import TrainConfig
@@ -180,6 +181,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     Under torchrun each process trains on its share of every batch (see :mod:`nac_hash.training.distributed`).
     """
     world, device = init_world(resolve_device(config.device))
+    if device.type == "cpu":
+        keep_freed_memory()
     try:
         return _train(config, world, device, progress and world.is_main)
     finally:
