@@ -66,9 +66,10 @@ def _export(args: argparse.Namespace) -> None:
         }
     if args.itq:
         from nac_hash.checkpoint import export_model, load_checkpoint
-        from nac_hash.training.rotation import training_images, with_code_rotation
+        from nac_hash.training.rotation import require_unrotated, training_images, with_code_rotation
 
         model, sidecar = load_checkpoint(args.checkpoint)
+        require_unrotated(model)
         rotated = with_code_rotation(model, training_images(sidecar), rotation_input=args.itq)
         path = export_model(rotated, sidecar, args.out, metadata)
     else:

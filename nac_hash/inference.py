@@ -47,8 +47,7 @@ def code_logits(model: HashingModel, images: np.ndarray, batch_size: int = 1000)
 
 def rotation_inputs(model: HashingModel, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """(N, S, S, 3) uint8 images -> (N, d) float32 inputs of a code rotation (HashingModel.rotation_input)."""
-    width = model.feature_dim if model.config.rotation_input == "features" else model.config.bits
-    return _float_outputs(model, images, batch_size, model.rotation_input, width)
+    return _float_outputs(model, images, batch_size, model.rotation_input, model.rotation_width)
 
 
 def _float_outputs(model: HashingModel, images: np.ndarray, batch_size: int,

@@ -71,9 +71,8 @@ class HashingModel(nn.Module):
         self.projection = _head(self.feature_dim, config.bits)
         self.inference = _head(self.feature_dim, config.bits) if config.inference_head else None
         if config.code_rotation:
-            width = self.feature_dim if config.rotation_input == "features" else config.bits
-            self.register_buffer("rotation_center", torch.zeros(width))
-            self.register_buffer("rotation", torch.eye(width, config.bits))
+            self.register_buffer("rotation_center", torch.zeros(self.rotation_width))
+            self.register_buffer("rotation", torch.eye(self.rotation_width, config.bits))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
@@ -100,6 +99,11 @@ class HashingModel(nn.Module):
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Features h -> the projection head's pre-activations a = g(h) / sqrt(D), unrotated."""
         return self.projection(features) / math.sqrt(self.config.bits)
+
+    @property
+    def rotation_width(self) -> int:
+        """The size of :meth:`rotation_input`: the feature size, or the number of bits."""
+        return self.feature_dim if self.config.rotation_input == "features" else self.config.bits
 
     def rotation_input(self, features: torch.Tensor) -> torch.Tensor:
         """What a code rotation is fitted on and applied to: unit-length features h, or the pre-activations."""

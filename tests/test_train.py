@@ -97,11 +97,11 @@ def test_config_file_and_overrides(tmp_path):
 def test_a_folder_gets_its_own_cpu_recipe_and_small_sets_smaller_batches():
     cifar, folder = load_config(None, {"device": "cpu"}), load_config(None, {"device": "cpu", "dataset": "folder"})
     assert (cifar.flip_probability, cifar.crop_scale_min) == (0.25, 0.08)
-    assert (folder.flip_probability, folder.crop_scale_min) == (0.1, 0.5)
+    assert (folder.flip_probability, folder.crop_scale_min) == (0.1, 0.25)
     assert (cifar.fit_rotation, folder.fit_rotation) == ("none", "features")
     with pytest.raises(ValueError, match="fit_rotation"):
         load_config(None, {"fit_rotation": "pixels"})
-    assert folder.augment_config().crop_scale_min == 0.5
+    assert folder.augment_config().crop_scale_min == 0.25
     assert load_config(None, {"device": "cpu", "dataset": "folder", "flip_probability": 0.3}).flip_probability == 0.3
     assert epoch_batch(500, 5_000) == 500  # the CIFAR recipe already has ten steps per epoch
     assert epoch_batch(500, 1_570) == 157
@@ -127,6 +127,16 @@ def test_export_with_itq_fits_on_the_recorded_training_images(class_folders, tmp
     assert main(["export", str(out / "model.safetensors"), "--out", str(tmp_path / "f.safetensors"),
                  "--itq", "features"]) == 0
     assert json.loads((tmp_path / "f.json").read_text())["model"]["rotation_input"] == "features"
+
+
+def test_export_with_itq_refuses_a_rotated_model_before_reading_images(class_folders, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*train_args(class_folders, out, epochs=1), "--fit-rotation", "features"]) == 0
+    sidecar = json.loads((out / "model.json").read_text())
+    sidecar["training"]["data_root"] = str(tmp_path / "gone")
+    (out / "model.json").write_text(json.dumps(sidecar))
+    assert main(["export", str(out / "model.safetensors"), "--out", str(tmp_path / "x.safetensors"), "--itq"]) == 2
+    assert "has a code rotation already" in capsys.readouterr().err
 
 
 def test_a_too_noisy_channel_is_warned_about(class_folders, tmp_path, caplog):

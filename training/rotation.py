@@ -34,13 +34,18 @@ def training_images(sidecar: dict) -> np.ndarray:
     return data.images[split.train]
 
 
+def require_unrotated(model: HashingModel) -> None:
+    """Raise ValueError if ``model`` has a code rotation already (checked before any image is decoded)."""
+    if model.config.code_rotation:
+        raise ValueError("this model has a code rotation already (a folder run fits one as it ends): "
+                         "export it without --itq")
+
+
 def with_code_rotation(model: HashingModel, images: np.ndarray, rotation_input: str = "logits", seed: int = 0,
                        batch_size: int = 1000) -> HashingModel:
     """A copy of ``model`` whose codes are the ITQ-rotated signs of its ``rotation_input`` (the pre-activations,
     or the unit-length backbone features; ModelConfig) on ``images``."""
-    if model.config.code_rotation:
-        raise ValueError("this model has a code rotation already (a folder run fits one as it ends): "
-                         "export it without --itq")
+    require_unrotated(model)
     config = dataclasses.replace(model.config, code_rotation=True, rotation_input=rotation_input)
     rotated = HashingModel(config).to(next(model.parameters()).device)
     placeholders = {"rotation_center": rotated.rotation_center, "rotation": rotated.rotation}  # fitted below
