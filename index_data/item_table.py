@@ -30,9 +30,11 @@ class ItemTable:
     def empty(cls) -> ItemTable:
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, object), np.empty(0, object), {})
 
-    def synced(self, catalog: Catalog) -> ItemTable:
-        """A table of exactly the catalog's current items, reusing this one's rows."""
-        _, current = catalog.snapshot()
+    def synced(self, catalog: Catalog, current: np.ndarray | None = None) -> ItemTable:
+        """A table of exactly the catalog's current items, reusing this one's rows; ``current`` gives those
+        items' ids where the caller has just read them (IndexStore.load_index)."""
+        if current is None:
+            _, current = catalog.snapshot()
         kept = np.isin(self.ids, current, assume_unique=True)
         ids, root_ids, paths, labels = catalog.item_paths(current[~np.isin(current, self.ids, assume_unique=True)])
         ids = np.concatenate([self.ids[kept], ids])

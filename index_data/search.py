@@ -117,12 +117,14 @@ class Searcher:
         model: encodes query images (may be None for code-only search).
         index: the FAISS index of the catalog's ``state``.
         state: the catalog state ``index`` was loaded at.
+        ids: the item ids of that state, where already read (IndexStore.load_index); None reads them.
     """
 
-    def __init__(self, store: IndexStore, model: HashingModel | None, index: CodeIndex, state: str) -> None:
+    def __init__(self, store: IndexStore, model: HashingModel | None, index: CodeIndex, state: str,
+                 ids: np.ndarray | None = None) -> None:
         self.store = store
         self.model = model
-        self.table = ItemTable.empty().synced(store.catalog)
+        self.table = ItemTable.empty().synced(store.catalog, ids)
         self.index = index
         self.state = state
         self._reload = threading.Lock()
@@ -157,10 +159,10 @@ class Searcher:
         with self._reload:
             self._serve(index, state)
 
-    def _serve(self, index: CodeIndex, state: str) -> None:
+    def _serve(self, index: CodeIndex, state: str, ids: np.ndarray | None = None) -> None:
         # The table first: a search reads the index, then the table, so it never meets a table older than its
         # index (whose new items it would drop); a newer table only drops the hits deleted since.
-        self.table = self.table.synced(self.store.catalog)
+        self.table = self.table.synced(self.store.catalog, ids)
         self.index, self.state = index, state
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
@@ -142,9 +143,10 @@ class IndexStore:
             "pass it with --checkpoint")
 
     def load_index(self, mmap: bool = False,
-                   params: SearchParams | None = None) -> tuple[CodeIndex, str]:
-        """(index, state) of the catalog's current state; rebuilt from the stored codes if its file is gone or
-        does not match the catalog."""
+                   params: SearchParams | None = None) -> tuple[CodeIndex, str, np.ndarray | None]:
+        """(index, state, ids) of the catalog's current state; rebuilt from the stored codes if its file is gone
+        or does not match the catalog. ``ids`` are the index's item ids as read with the state, so a caller can
+        follow them without reading them again; None where the index was rebuilt or refilled."""
         if mmap and self.meta["index_type"] != "flat":
             raise ValueError(f"only flat indexes can be memory-mapped; {self.dir} is {self.meta['index_type']!r}")
         meta, ids = self.catalog.snapshot()
@@ -153,10 +155,10 @@ class IndexStore:
             index = load_index_file(path, ids, mmap=mmap, params=params)
         except (OSError, ValueError) as e:
             logger.warning("%s; rebuilding the %s index from the stored codes", e, meta["index_type"])
-            return self.index_from_catalog(params=params), meta["state"]
+            return self.index_from_catalog(params=params), meta["state"], None
         if not index.in_step(len(ids)):
-            index = self._refill(index)
-        return index, meta["state"]
+            return self._refill(index), meta["state"], None
+        return index, meta["state"], ids
 
     def _refill(self, index: CodeIndex) -> CodeIndex:
         """Refill an engine that fell out of step with the catalog (a Milvus collection whose writer died before

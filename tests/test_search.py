@@ -59,6 +59,23 @@ def test_hits_carry_the_metadata_of_items_added_and_removed_after_opening(index,
     assert 3 not in found and (extra / "copy.png", "dogs") in found.values()
 
 
+def test_opening_and_refreshing_read_the_item_ids_once(index, class_folders, tmp_path, monkeypatch):
+    from nac_hash.index_data.catalog import Catalog
+
+    reads = []
+    snapshot = Catalog.snapshot
+    monkeypatch.setattr(Catalog, "snapshot", lambda self: reads.append(1) or snapshot(self))
+    searcher = Searcher.open(index, with_model=False)
+    assert len(reads) == 1
+    extra = tmp_path / "extra" / "dogs"
+    extra.mkdir(parents=True)
+    shutil.copy(class_folders / "class2" / "0007.png", extra / "copy.png")
+    add([tmp_path / "extra"], index, OPTIONS)
+    reads.clear()
+    assert searcher.refresh() and len(reads) == 1
+    np.testing.assert_array_equal(searcher.table.ids, searcher.store.catalog.codes()[0])
+
+
 def test_query_image_finds_itself(index, class_folders):
     searcher = Searcher.open(index)
     data = (class_folders / "class2" / "0007.png").read_bytes()
