@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nac_hash.training.augment import augment, crop_boxes, hsv_to_rgb, rgb_to_hsv
+from nac_hash.training.augment import augment, crop_boxes, hsv_to_rgb, resized_crop, rgb_to_hsv, shift_hue
 from nac_hash.training.config import AugmentConfig, TrainConfig
 
 
@@ -52,6 +52,36 @@ def test_crop_boxes_respect_scale_and_image_bounds():
 def test_hsv_round_trip():
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
+
+
+def test_hue_shift_matches_torchvision_on_grays_ties_and_black():
+    from torchvision.transforms.v2 import functional as tvf
+
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    x[:, :, :4] = x[:, :1, :4]  # gray pixels: no hue
+    x[:, 1, 4:8] = x[:, 0, 4:8]  # red and green tie for the maximum or the minimum
+    x[:, :, 8:10] = 0
+    shifts = torch.tensor([-0.1, 0.03, 0.5])
+    shifted = shift_hue(x, shifts)
+    for image, shift, ours in zip(x, shifts.tolist(), shifted, strict=True):
+        torch.testing.assert_close(ours, tvf.adjust_hue(image, shift), atol=1e-5, rtol=0)
+
+
+def test_resized_crop_samples_where_affine_grid_would():
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(2)
+    images = torch.rand(6, 3, 20, 24, generator=generator)
+    boxes = crop_boxes(6, 20, 24, (0.1, 1.0), (3 / 4, 4 / 3), torch.device("cpu"), generator)
+    flip = torch.tensor([True, False] * 3)
+    theta = torch.zeros(6, 2, 3)
+    theta[:, 0, 0] = boxes[:, 2] / 24 * torch.where(flip, -1.0, 1.0)
+    theta[:, 0, 2] = 2 * boxes[:, 0] / 24 - 1
+    theta[:, 1, 1] = boxes[:, 3] / 20
+    theta[:, 1, 2] = 2 * boxes[:, 1] / 20 - 1
+    grid = F.affine_grid(theta, [6, 3, 16, 16], align_corners=False)
+    expected = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(resized_crop(images, boxes, flip, 16), expected, atol=1e-5, rtol=0)
 
 
 def test_zero_jitter_strength_is_identity():
