@@ -257,7 +257,7 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         if run.epoch % config.checkpoint_every == 0 or finished:
             save_state(run, out / STATE_FILE)
             if finished:  # the training state above keeps the model as trained, for a later, longer run
-                run.model = rotated_for_search(run.model, data.images[split.train], config.fit_rotation)
+                run.model = rotated_for_search(run.model, data.images, split.train, config.fit_rotation)
             save_model(run, out / MODEL_FILE)
         if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
             evaluate_epoch(run, data, split, protocol.map_k, float(loss.item()))
@@ -266,16 +266,17 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     return out / MODEL_FILE
 
 
-def rotated_for_search(model: HashingModel, images: np.ndarray, rotation_input: str) -> HashingModel:
-    """``model`` with the ITQ rotation of ``rotation_input`` fitted on ``images`` (training.rotation), or as it
-    is for ``none`` or too few images to fit one."""
+def rotated_for_search(model: HashingModel, images: np.ndarray, train: np.ndarray, rotation_input: str
+                       ) -> HashingModel:
+    """``model`` with the ITQ rotation of ``rotation_input`` fitted on ``images[train]`` (training.rotation), or
+    as it is for ``none`` or too few images to fit one. The training images are gathered only for a fit."""
     if rotation_input == "none":
         return model
-    if len(images) < model.config.bits:
+    if len(train) < model.config.bits:
         logger.info("%d training images are too few to fit an ITQ rotation of %d bits: the codes stay the signs of "
-                    "the pre-activations", len(images), model.config.bits)
+                    "the pre-activations", len(train), model.config.bits)
         return model
-    return with_code_rotation(model, images, rotation_input)
+    return with_code_rotation(model, images[train], rotation_input)
 
 
 def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
