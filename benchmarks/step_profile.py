@@ -12,10 +12,10 @@ in the untimed warm-up).
 
 Each step is timed in two parts, synchronising in between: the two augmented views, then the model's
 forward, backward and optimizer step. Random uint8 images stand in for the data (the step's cost does not
-depend on pixel values). Prints one JSON line per setting: ms per step, the augmentation's share and images/s
-(each image yields two views); ``--out`` writes them all, with the machine, as one JSON file. ``--rounds 3``
-times every setting three times, round after round, so that a slow spell of a shared machine hits all settings
-alike, and reports each setting's median round.
+depend on pixel values). Prints one JSON line per setting: ms per step, the augmentation's share, images/s
+(each image yields two views) and the process's peak memory; ``--out`` writes them all, with the machine, as
+one JSON file. ``--rounds 3`` times every setting three times, round after round, so that a slow spell of a
+shared machine hits all settings alike, and reports each setting's median round.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -82,6 +83,7 @@ def profile(config: TrainConfig, steps: int, keep_memory: bool, warmup: int = 3)
         "steps": steps, "ms_per_step": round(1000 * total_s / steps, 1),
         "augment_share": round(augment_s / total_s, 3),
         "images_per_s": round(config.batch_size * steps / total_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # of this fresh process
     }
 
 

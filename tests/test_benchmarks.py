@@ -21,7 +21,7 @@ def test_step_profile_times_each_setting(tmp_path):
                    capture_output=True)
     results = json.loads(out.read_text())["results"]
     assert [(r["setting"], r["keep_freed_memory"]) for r in results] == [("fp32", False), ("bf16-cl+keep", True)]
-    assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 for r in results)
+    assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 and r["peak_rss_mb"] > 0 for r in results)
 
 
 def test_bench_index_and_search(index, class_folders, tmp_path):
@@ -54,6 +54,18 @@ def test_photo_index_benchmark_compares_both_decoders(tmp_path):
     result = json.loads(out.read_text())
     assert set(result["images_per_second"]) == {"shipped", "full_decode"} and result["speedup"] > 0
     assert result["code_bits_differing_from_full_decode"]["max"] <= 128
+
+
+def test_decode_workers_benchmark_times_each_stage_and_pool(tmp_path):
+    out = tmp_path / "decode.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "decode_workers.py"), "--images", "2", "--repeats", "1",
+                    "--width", "400", "--height", "300", "--out", str(out)], check=True, cwd=tmp_path,
+                   capture_output=True)
+    result = json.loads(out.read_text())
+    assert set(result["ms_per_photo_one_thread"]) == {"read", "sha256", "decode"}
+    assert set(result["photos_per_second"]) == {"threads-1", "threads-2", "threads-4", "threads-8", "processes-2",
+                                                "processes-3"}
+    assert all(rate > 0 for rate in result["photos_per_second"].values())
 
 
 def test_view_averaging_scores_each_number_of_views(class_folders, tmp_path):
