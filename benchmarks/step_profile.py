@@ -1,11 +1,13 @@
 """Training images/s on this machine for each precision, memory-format and allocator setting, in one run.
 
 Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [--steps 20]
-       [--settings fp32,fp32-cl,bf16,bf16-cl,fp32-cl+keep,bf16-cl+keep] [--compile] [--rounds 1]
-       [--out results.json]
+       [--settings fp32-cl-previous,fp32,fp32-cl,bf16,bf16-cl,fp32-cl+keep,bf16-cl+keep] [--compile]
+       [--rounds 1] [--out results.json]
 
 A ``+keep`` setting keeps freed memory in the process as training does (nac_hash.training.allocator); the
-others use glibc's default allocator. Every setting runs in a fresh process, so none inherits another's heap.
+others use glibc's default allocator. ``fp32-cl-previous`` is the training step as the throughput issue found
+it: fp32, channels-last, and cnn_small's previous layers (see :func:`previous_layers`). Every setting runs
+in a fresh process, so none inherits another's heap.
 
 ``--compile`` times each setting eager and then torch.compiled (the first compiled steps, which compile, fall
 in the untimed warm-up).
@@ -38,14 +40,25 @@ from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
 from nac_hash.training.train import build_run, optimize, resolve_device, two_views
 
-SETTINGS = {  # name -> (precision, channels_last, keep freed memory)
-    "fp32": ("fp32", False, False),
-    "fp32-cl": ("fp32", True, False),
-    "bf16": ("bf16", False, False),
-    "bf16-cl": ("bf16", True, False),
-    "fp32-cl+keep": ("fp32", True, True),
-    "bf16-cl+keep": ("bf16", True, True),
+SETTINGS = {  # name -> (precision, channels_last, keep freed memory, previous layers)
+    "fp32-cl-previous": ("fp32", True, False, True),
+    "fp32": ("fp32", False, False, False),
+    "fp32-cl": ("fp32", True, False, False),
+    "bf16": ("bf16", False, False, False),
+    "bf16-cl": ("bf16", True, False, False),
+    "fp32-cl+keep": ("fp32", True, True, False),
+    "bf16-cl+keep": ("bf16", True, True, False),
 }
+
+
+def previous_layers(backbone: torch.nn.Sequential) -> torch.nn.Sequential:
+    """cnn_small as the throughput issue found it (the same modules, so the same weights): each ReLU before its
+    max-pool, and ``AdaptiveAvgPool2d(1)`` plus ``Flatten`` in place of ``GlobalAvgPool``."""
+    layers = list(backbone)
+    for i, layer in enumerate(layers[:-1]):
+        if isinstance(layer, torch.nn.MaxPool2d):
+            layers[i], layers[i + 1] = layers[i + 1], layer
+    return torch.nn.Sequential(*layers[:-1], torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 
 
 def _synchronize(device: torch.device) -> None:
@@ -53,12 +66,14 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def profile(config: TrainConfig, steps: int, keep_memory: bool, warmup: int = 3) -> dict:
+def profile(config: TrainConfig, steps: int, keep_memory: bool, previous: bool = False, warmup: int = 3) -> dict:
     """Time ``steps`` training steps of ``config`` after ``warmup`` untimed ones."""
     device = resolve_device(config.device)
     if keep_memory:
         keep_freed_memory()
     run = build_run(config, device, steps_per_epoch=100)
+    if previous:
+        run.model.backbone = previous_layers(run.model.backbone)
     step_module = TrainStep(run.model, run.objective)
     if config.compile:
         step_module = torch.compile(step_module)
@@ -79,7 +94,7 @@ def profile(config: TrainConfig, steps: int, keep_memory: bool, warmup: int = 3)
     return {
         "arch": config.arch, "method": config.method, "batch_size": config.batch_size,
         "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": keep_memory,
-        "compile": config.compile,
+        "previous_layers": previous, "compile": config.compile,
         "steps": steps, "ms_per_step": round(1000 * total_s / steps, 1),
         "augment_share": round(augment_s / total_s, 3),
         "images_per_s": round(config.batch_size * steps / total_s, 1),
@@ -87,9 +102,9 @@ def profile(config: TrainConfig, steps: int, keep_memory: bool, warmup: int = 3)
     }
 
 
-def profile_in_fresh_process(config: TrainConfig, steps: int, keep_memory: bool) -> dict:
+def profile_in_fresh_process(config: TrainConfig, steps: int, keep_memory: bool, previous: bool) -> dict:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(profile, config, steps, keep_memory).result()
+        return pool.submit(profile, config, steps, keep_memory, previous).result()
 
 
 def median_round(timed: list[dict]) -> dict:
@@ -119,10 +134,10 @@ def main() -> None:
     rounds: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
     for _ in range(args.rounds):
         for name, compiled in runs:
-            precision, channels_last, keep_memory = SETTINGS[name]
+            precision, channels_last, keep_memory, previous = SETTINGS[name]
             config = dataclasses.replace(base, precision=precision, channels_last=channels_last, compile=compiled)
             rounds[name, compiled].append({"setting": name, **profile_in_fresh_process(config, args.steps,
-                                                                                       keep_memory)})
+                                                                                       keep_memory, previous)})
             print(json.dumps(rounds[name, compiled][-1]), flush=True)
     results = [median_round(timed) for timed in rounds.values()]
     if args.out:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -10,6 +12,16 @@ from PIL import Image
 from nac_hash.codes import hamming_distance, pack_bits
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def import_benchmark(name: str) -> ModuleType:
+    """The script benchmarks/<name>.py as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 BITS = 128
 CIFAR_ARCHIVE = REPO.parent / "shared" / "data" / "cifar-10-images.tar.gz"
 

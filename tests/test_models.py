@@ -1,8 +1,9 @@
 import pytest
 import torch
+from helpers import import_benchmark
 
 from nac_hash.model_config import ModelConfig
-from nac_hash.models import HashingModel, ema_update
+from nac_hash.models import GlobalAvgPool, HashingModel, ema_update
 
 
 @pytest.mark.parametrize(("arch", "dim"), [("vgg16_bn", 512), ("resnet18", 512), ("resnet50", 2048),
@@ -51,3 +52,30 @@ def test_ema_update_moves_target_towards_source():
     ema_update(target, source, decay=0.9)
     expected = 0.9 * before + 0.1 * next(source.parameters()).detach()
     assert torch.allclose(next(target.parameters()), expected, atol=1e-6)
+
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cnn_small_layer_changes_keep_outputs_and_gradients(depth):
+    backbone = HashingModel(ModelConfig(arch="cnn_small", width=8, depth=depth)).backbone
+    reference = import_benchmark("step_profile").previous_layers(backbone)
+    assert [type(m) for m in reference] != [type(m) for m in backbone]
+    images = torch.randn(4, 3, 32, 32)
+    grads = []
+    for net in (backbone, reference):
+        net.zero_grad()
+        out = net(images)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (out, weight_grads), (ref_out, ref_weight_grads) = grads
+    assert torch.allclose(out, ref_out, atol=1e-6)
+    assert all(torch.allclose(g, r, atol=1e-6) for g, r in zip(weight_grads, ref_weight_grads, strict=True))
+
+
+def test_global_average_pooling_is_the_spatial_mean_in_both_directions():
+    x = torch.randn(3, 5, 4, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    pooled = GlobalAvgPool()(x)
+    weights = torch.randn(3, 5)
+    (pooled * weights).sum().backward()
+    assert torch.allclose(pooled, x.mean((2, 3)), atol=1e-6)
+    assert torch.allclose(x.grad, weights[:, :, None, None].expand_as(x) / 24, atol=1e-7)
