@@ -129,6 +129,8 @@ def main() -> None:
     names = args.settings.split(",")
     if unknown := [name for name in names if name not in SETTINGS]:
         parser.error(f"--settings: unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
+    if args.arch != "cnn_small" and any(SETTINGS[name][3] for name in names):
+        parser.error("--settings: fp32-cl-previous times cnn_small's previous layers; use it with --arch cnn_small")
     base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
     runs = [(name, compiled) for name in names for compiled in ((False, True) if args.compile else (False,))]
     rounds: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
