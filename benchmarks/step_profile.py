@@ -30,6 +30,7 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -40,14 +41,22 @@ from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
 from nac_hash.training.train import build_run, optimize, resolve_device, two_views
 
-SETTINGS = {  # name -> (precision, channels_last, keep freed memory, previous layers)
-    "fp32-cl-previous": ("fp32", True, False, True),
-    "fp32": ("fp32", False, False, False),
-    "fp32-cl": ("fp32", True, False, False),
-    "bf16": ("bf16", False, False, False),
-    "bf16-cl": ("bf16", True, False, False),
-    "fp32-cl+keep": ("fp32", True, True, False),
-    "bf16-cl+keep": ("bf16", True, True, False),
+
+class Setting(NamedTuple):
+    precision: str
+    channels_last: bool
+    keep_memory: bool  # keep freed memory in the process, as training does
+    previous_layers: bool  # cnn_small's layers as the throughput issue found them
+
+
+SETTINGS = {
+    "fp32-cl-previous": Setting("fp32", True, False, True),
+    "fp32": Setting("fp32", False, False, False),
+    "fp32-cl": Setting("fp32", True, False, False),
+    "bf16": Setting("bf16", False, False, False),
+    "bf16-cl": Setting("bf16", True, False, False),
+    "fp32-cl+keep": Setting("fp32", True, True, False),
+    "bf16-cl+keep": Setting("bf16", True, True, False),
 }
 
 
@@ -55,9 +64,8 @@ def previous_layers(backbone: torch.nn.Sequential) -> torch.nn.Sequential:
     """cnn_small as the throughput issue found it (the same modules, so the same weights): each ReLU before its
     max-pool, and ``AdaptiveAvgPool2d(1)`` plus ``Flatten`` in place of ``GlobalAvgPool``."""
     layers = list(backbone)
-    for i, layer in enumerate(layers[:-1]):
-        if isinstance(layer, torch.nn.MaxPool2d):
-            layers[i], layers[i + 1] = layers[i + 1], layer
+    for i in [i for i, layer in enumerate(layers) if isinstance(layer, torch.nn.MaxPool2d)]:
+        layers[i], layers[i + 1] = layers[i + 1], layers[i]
     return torch.nn.Sequential(*layers[:-1], torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 
 
@@ -129,17 +137,18 @@ def main() -> None:
     names = args.settings.split(",")
     if unknown := [name for name in names if name not in SETTINGS]:
         parser.error(f"--settings: unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
-    if args.arch != "cnn_small" and any(SETTINGS[name][3] for name in names):
+    if args.arch != "cnn_small" and any(SETTINGS[name].previous_layers for name in names):
         parser.error("--settings: fp32-cl-previous times cnn_small's previous layers; use it with --arch cnn_small")
     base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
     runs = [(name, compiled) for name in names for compiled in ((False, True) if args.compile else (False,))]
     rounds: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
     for _ in range(args.rounds):
         for name, compiled in runs:
-            precision, channels_last, keep_memory, previous = SETTINGS[name]
-            config = dataclasses.replace(base, precision=precision, channels_last=channels_last, compile=compiled)
-            rounds[name, compiled].append({"setting": name, **profile_in_fresh_process(config, args.steps,
-                                                                                       keep_memory, previous)})
+            setting = SETTINGS[name]
+            config = dataclasses.replace(base, precision=setting.precision, channels_last=setting.channels_last,
+                                         compile=compiled)
+            rounds[name, compiled].append({"setting": name, **profile_in_fresh_process(
+                config, args.steps, setting.keep_memory, setting.previous_layers)})
             print(json.dumps(rounds[name, compiled][-1]), flush=True)
     results = [median_round(timed) for timed in rounds.values()]
     if args.out:

@@ -54,12 +54,13 @@ def _cnn_small(width: int, depth: int) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
     channels = 3
     for stage in range(4):
+        out = width << stage
         for conv in range(depth):
-            layers += [nn.Conv2d(channels, width << stage, 3, padding=1, bias=False), nn.BatchNorm2d(width << stage)]
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
             if stage < 3 and conv == depth - 1:
                 layers.append(nn.MaxPool2d(2))
             layers.append(nn.ReLU(True))
-            channels = width << stage
+            channels = out
     return nn.Sequential(*layers, GlobalAvgPool()), channels
 
 

@@ -24,6 +24,13 @@ def test_step_profile_times_each_setting(tmp_path):
     assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 and r["peak_rss_mb"] > 0 for r in results)
 
 
+def test_step_profile_refuses_previous_layers_of_another_encoder(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--arch", "resnet18",
+                           "--settings", "fp32-cl-previous"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "use it with --arch cnn_small" in done.stderr.splitlines()[-1]
+
+
 def test_bench_index_and_search(index, class_folders, tmp_path):
     index_out, search_out = tmp_path / "index.json", tmp_path / "search.json"
     assert main(["bench", "index", str(class_folders), "--out", str(index_out), "--no-progress"]) == 0

@@ -54,7 +54,6 @@ def test_ema_update_moves_target_towards_source():
     assert torch.allclose(next(target.parameters()), expected, atol=1e-6)
 
 
-
 @pytest.mark.parametrize("depth", [1, 2])
 def test_cnn_small_layer_changes_keep_outputs_and_gradients(depth):
     backbone = HashingModel(ModelConfig(arch="cnn_small", width=8, depth=depth)).backbone
