@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, write_class_folders
+from helpers import REPO, import_benchmark, write_class_folders
 
 from nac_hash.checkpoint import default_checkpoint
 from nac_hash.cli import main
@@ -57,10 +57,21 @@ def test_service_load_benchmark(index, class_folders, tmp_path):
 def test_photo_index_benchmark_compares_both_decoders(tmp_path):
     out = tmp_path / "photos.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "photo_index.py"), "--images", "3", "--width", "400",
-                    "--height", "300", "--out", str(out)], check=True, cwd=tmp_path, capture_output=True)
+                    "--height", "300", "--repeats", "2", "--out", str(out)], check=True, cwd=tmp_path,
+                   capture_output=True)
     result = json.loads(out.read_text())
     assert set(result["images_per_second"]) == {"shipped", "full_decode"} and result["speedup"] > 0
+    assert [len(rates) for rates in result["images_per_second_each_repeat"].values()] == [2, 2]
+    assert result["mb_per_photo"] > 0
     assert result["code_bits_differing_from_full_decode"]["max"] <= 128
+
+
+def test_photo_grain_sets_the_file_size(tmp_path):
+    write_photos = import_benchmark("photo_index").write_photos
+    for grain in (0, 6):
+        write_photos(tmp_path / str(grain), 2, 400, 300, grain)
+    size = {grain: sum(p.stat().st_size for p in (tmp_path / str(grain)).iterdir()) for grain in (0, 6)}
+    assert size[6] > 1.5 * size[0]
 
 
 def test_decode_workers_benchmark_times_each_stage_and_pool(tmp_path):
