@@ -27,8 +27,10 @@ import dataclasses
 import json
 import multiprocessing
 import resource
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -74,31 +76,44 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def profile(config: TrainConfig, steps: int, keep_memory: bool, previous: bool = False, warmup: int = 3) -> dict:
-    """Time ``steps`` training steps of ``config`` after ``warmup`` untimed ones."""
-    device = resolve_device(config.device)
-    if keep_memory:
-        keep_freed_memory()
-    run = build_run(config, device, steps_per_epoch=100)
-    if previous:
-        run.model.backbone = previous_layers(run.model.backbone)
-    step_module = TrainStep(run.model, run.objective)
-    if config.compile:
-        step_module = torch.compile(step_module)
-    images = torch.randint(0, 256, (config.batch_size, 3, config.image_size, config.image_size),
-                           dtype=torch.uint8, device=device)
-    augment_s = total_s = 0.0
-    for step in range(warmup + steps):
-        _synchronize(device)
-        start = time.perf_counter()
-        views = two_views(images, config, run.model.config)
-        _synchronize(device)
-        middle = time.perf_counter()
-        optimize(run, step_module, *views)
-        _synchronize(device)
-        if step >= warmup:
+class StepTimer:
+    """One setting's training step, built once and timed on demand (random uint8 images stand in for data)."""
+
+    def __init__(self, config: TrainConfig, keep_memory: bool, previous: bool = False) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        if keep_memory:
+            keep_freed_memory()
+        self.run = build_run(config, self.device, steps_per_epoch=100)
+        if previous:
+            self.run.model.backbone = previous_layers(self.run.model.backbone)
+        self.step = TrainStep(self.run.model, self.run.objective)
+        if config.compile:
+            self.step = torch.compile(self.step)
+        self.images = torch.randint(0, 256, (config.batch_size, 3, config.image_size, config.image_size),
+                                    dtype=torch.uint8, device=self.device)
+
+    def time(self, steps: int) -> tuple[float, float]:
+        """Seconds spent on ``steps`` steps: augmenting the two views, and in all."""
+        augment_s = total_s = 0.0
+        for _ in range(steps):
+            _synchronize(self.device)
+            start = time.perf_counter()
+            views = two_views(self.images, self.config, self.run.model.config)
+            _synchronize(self.device)
+            middle = time.perf_counter()
+            optimize(self.run, self.step, *views)
+            _synchronize(self.device)
             augment_s += middle - start
             total_s += time.perf_counter() - start
+        return augment_s, total_s
+
+
+def profile(config: TrainConfig, steps: int, keep_memory: bool, previous: bool = False, warmup: int = 3) -> dict:
+    """Time ``steps`` training steps of ``config`` after ``warmup`` untimed ones."""
+    timer = StepTimer(config, keep_memory, previous)
+    timer.time(warmup)
+    augment_s, total_s = timer.time(steps)
     return {
         "arch": config.arch, "method": config.method, "batch_size": config.batch_size,
         "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": keep_memory,
@@ -121,17 +136,86 @@ def median_round(timed: list[dict]) -> dict:
     return {**ranked[(len(ranked) - 1) // 2], "images_per_s_each_round": [r["images_per_s"] for r in timed]}
 
 
+def setting_config(base: TrainConfig, name: str, compiled: bool = False) -> TrainConfig:
+    setting = SETTINGS[name]
+    return dataclasses.replace(base, precision=setting.precision, channels_last=setting.channels_last,
+                               compile=compiled)
+
+
+def time_in_rounds(base: TrainConfig, names: list[str], steps: int, rounds: int, compile_too: bool) -> dict:
+    """Each setting (eager, and compiled if ``compile_too``) once per round in a fresh process; median rounds."""
+    runs = [(name, compiled) for name in names for compiled in ((False, True) if compile_too else (False,))]
+    timed: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
+    for _ in range(rounds):
+        for name, compiled in runs:
+            setting = SETTINGS[name]
+            timed[name, compiled].append({"setting": name, **profile_in_fresh_process(
+                setting_config(base, name, compiled), steps, setting.keep_memory, setting.previous_layers)})
+            print(json.dumps(timed[name, compiled][-1]), flush=True)
+    return {"results": [median_round(each) for each in timed.values()]}
+
+
+def _serve_steps(conn: Connection, config: TrainConfig, keep_memory: bool, previous: bool) -> None:
+    """A live setting: build its step once, then answer each number of steps sent with the seconds they took."""
+    timer = StepTimer(config, keep_memory, previous)
+    while True:
+        conn.send(timer.time(conn.recv())[1])
+
+
+def time_in_turns(base: TrainConfig, names: list[str], steps: int, turns: int, warmup: int = 3) -> dict:
+    """Every setting kept live in its own process and timed for ``steps`` steps per turn, the settings one after
+    the other within a turn, their order rotating each turn. Each turn's ratios to the first setting compare
+    steps timed seconds apart, so the machine's drift over minutes, which a round of fresh processes spans,
+    hardly enters them."""
+    context = multiprocessing.get_context("spawn")
+    conns, processes = {}, []
+    for name in names:
+        setting, (ours, theirs) = SETTINGS[name], context.Pipe()
+        processes.append(context.Process(target=_serve_steps, daemon=True, args=(
+            theirs, setting_config(base, name), setting.keep_memory, setting.previous_layers)))
+        processes[-1].start()
+        conns[name] = ours
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for conn in conns.values():
+            conn.send(warmup)
+        for conn in conns.values():
+            conn.recv()
+        for turn in range(turns):
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                conns[name].send(steps)
+                rates[name].append(round(base.batch_size * steps / conns[name].recv(), 1))
+            print(json.dumps({name: each[-1] for name, each in rates.items()}), flush=True)
+    finally:
+        for process in processes:
+            process.terminate()
+    ratios = {name: [round(r / first, 3) for r, first in zip(rates[name], rates[names[0]], strict=True)]
+              for name in names[1:]}
+    return {
+        "arch": base.arch, "method": base.method, "batch_size": base.batch_size, "steps_per_turn": steps,
+        "turns": turns, "settings": names, "images_per_s_each_turn": rates,
+        "median_images_per_s": {name: round(statistics.median(each), 1) for name, each in rates.items()},
+        f"ratio_to_{names[0]}_each_turn": ratios,
+        f"ratio_to_{names[0]}": {name: {"median": round(statistics.median(each), 3), "quartiles": [
+            round(q, 3) for q in statistics.quantiles(each, n=4)]} for name, each in ratios.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="cnn_small", help="encoder (default: %(default)s)")
     parser.add_argument("--method", default="nac", help="training objective (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=500, help="images per step (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per setting (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed steps per setting, per round or per turn (default: %(default)s)")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated, from {', '.join(SETTINGS)} (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="time each setting twice: eager, then with the training step torch.compiled")
     parser.add_argument("--rounds", type=int, default=1, help="times each setting is timed (default: %(default)s)")
+    parser.add_argument("--turns", type=int,
+                        help="time the settings in this many alternating turns, each kept live in its own process, "
+                             "and report each one's images/s ratio to the first setting")
     parser.add_argument("--out", type=Path, help="write all results as one JSON file")
     args = parser.parse_args()
     names = args.settings.split(",")
@@ -139,20 +223,15 @@ def main() -> None:
         parser.error(f"--settings: unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
     if args.arch != "cnn_small" and any(SETTINGS[name].previous_layers for name in names):
         parser.error("--settings: fp32-cl-previous times cnn_small's previous layers; use it with --arch cnn_small")
+    if args.turns is not None and (args.turns < 2 or len(names) < 2 or args.compile):
+        parser.error("--turns: give at least 2 turns and 2 settings, without --compile")
     base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
-    runs = [(name, compiled) for name in names for compiled in ((False, True) if args.compile else (False,))]
-    rounds: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
-    for _ in range(args.rounds):
-        for name, compiled in runs:
-            setting = SETTINGS[name]
-            config = dataclasses.replace(base, precision=setting.precision, channels_last=setting.channels_last,
-                                         compile=compiled)
-            rounds[name, compiled].append({"setting": name, **profile_in_fresh_process(
-                config, args.steps, setting.keep_memory, setting.previous_layers)})
-            print(json.dumps(rounds[name, compiled][-1]), flush=True)
-    results = [median_round(timed) for timed in rounds.values()]
+    if args.turns is None:
+        results = time_in_rounds(base, names, args.steps, args.rounds, args.compile)
+    else:
+        results = time_in_turns(base, names, args.steps, args.turns)
     if args.out:
-        write_json(args.out, {"results": results, **provenance()})
+        write_json(args.out, {**results, **provenance()})
 
 
 if __name__ == "__main__":

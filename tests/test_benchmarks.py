@@ -24,6 +24,24 @@ def test_step_profile_times_each_setting(tmp_path):
     assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 and r["peak_rss_mb"] > 0 for r in results)
 
 
+def test_step_profile_in_turns_reports_each_turns_ratio(tmp_path):
+    out = tmp_path / "turns.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--batch-size", "8", "--steps",
+                    "1", "--turns", "3", "--settings", "fp32,bf16-cl+keep", "--out", str(out)], check=True,
+                   cwd=tmp_path, capture_output=True)
+    result = json.loads(out.read_text())
+    rates, ratios = result["images_per_s_each_turn"], result["ratio_to_fp32_each_turn"]["bf16-cl+keep"]
+    assert [len(rates["fp32"]), len(rates["bf16-cl+keep"]), len(ratios)] == [3, 3, 3]
+    assert ratios == pytest.approx([b / a for a, b in zip(rates["fp32"], rates["bf16-cl+keep"], strict=True)],
+                                   rel=1e-2)
+
+
+def test_step_profile_refuses_turns_of_one_setting(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--turns", "3",
+                           "--settings", "fp32"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
 def test_step_profile_refuses_previous_layers_of_another_encoder(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--arch", "resnet18",
                            "--settings", "fp32-cl-previous"], cwd=tmp_path, capture_output=True, text=True)
