@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from nac_hash.atomic import atomic_path, write_json
 from nac_hash.baselines import ITQ, PERCEPTUAL_HASHES, RandomHyperplaneLSH, perceptual_codes
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
-from nac_hash.images import list_images, square_image
+from nac_hash.images import exif_orientation, list_images, square_image, upright
 from nac_hash.inference import encode_images
 from nac_hash.progress import progress_bar
 from nac_hash.provenance import provenance
@@ -95,7 +95,7 @@ def _load(files: list[Path]) -> list[Image.Image]:
     images = []
     for file in progress_bar(files, desc="load", unit="img"):
         with Image.open(file) as image:
-            images.append(image.convert("RGB"))
+            images.append(upright(image.convert("RGB"), exif_orientation(image)))
     return images
 
 

@@ -23,6 +23,7 @@ from scipy.sparse.csgraph import connected_components
 
 from nac_hash.atomic import atomic_path, write_json
 from nac_hash.codes import hamming_distance
+from nac_hash.images import exif_orientation, upright
 from nac_hash.index_data.index import HammingIndex, multihash_exact_radius
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import IndexStore
@@ -135,6 +136,7 @@ def contact_sheet(groups: list[list[Member]], path: str | Path, max_groups: int 
                     image.draft("RGB", (tile, tile))
                     thumbnail = image.convert("RGB")
                     thumbnail.thumbnail((tile, tile))
+                    thumbnail = upright(thumbnail, exif_orientation(image))
             except (OSError, ValueError):
                 continue
             sheet.paste(thumbnail, (c * (tile + 4) + 2, r * (tile + 4) + 2))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
-from nac_hash.images import InvalidImageError, decode_image, list_images
+from nac_hash.images import InvalidImageError, decode_image, list_images, square_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -92,6 +92,26 @@ def test_large_jpegs_decode_reduced_to_nearly_the_same_pixels():
     full = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.Resampling.BILINEAR,
                                                      box=(400, 0, 2000, 1600)), dtype=np.int16)
     assert np.abs(decode_image(data, 32).astype(np.int16) - full).max() <= 4
+
+
+def with_orientation(image: Image.Image, orientation: int, fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    return encoded(image, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_photos_decode_upright_as_their_exif_orientation_says(fmt):
+    # An off-centre bright block on a gradient: each of the eight orientations puts it somewhere else.
+    pixels = np.repeat(np.linspace(0, 120, 640, dtype=np.uint8)[None, :, None], 480, 0).repeat(3, 2)
+    pixels[60:180, 200:300] = 255  # 640 x 480 is large enough for a JPEG's reduced (draft) decode
+    image = Image.fromarray(pixels)
+    upright = {k: square_image(ImageOps.exif_transpose(Image.open(io.BytesIO(with_orientation(image, k, "PNG")))),
+                               32).astype(np.int16) for k in range(1, 9)}
+    for orientation in range(1, 9):
+        decoded = decode_image(with_orientation(image, orientation, fmt), 32).astype(np.int16)
+        errors = {k: np.abs(decoded - expected).mean() for k, expected in upright.items()}
+        assert min(errors, key=errors.get) == orientation and errors[orientation] < 3
 
 
 def valid_images() -> list[bytes]:
