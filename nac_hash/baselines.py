@@ -38,6 +38,10 @@ class RandomHyperplaneLSH:
         return pack_bits(projected > 0)
 
 
+class NotEnoughDataError(ValueError):
+    """A baseline cannot be fitted on this little data (ITQ needs as many training images as code bits)."""
+
+
 class ITQ:
     """Iterative quantization (Gong & Lazebnik, CVPR 2011): PCA to ``bits`` dimensions, then the rotation that
     makes the signs lose the least information, by alternating sign codes and an orthogonal Procrustes fit.
@@ -53,7 +57,7 @@ class ITQ:
     def fit(self, features: np.ndarray) -> ITQ:
         features = np.asarray(features, dtype=np.float64)
         if min(features.shape) < self.bits:
-            raise ValueError(f"ITQ at {self.bits} bits needs at least {self.bits} training images and feature "
+            raise NotEnoughDataError(f"ITQ at {self.bits} bits needs at least {self.bits} training images and feature "
                              f"dimensions, got {features.shape[0]} images of {features.shape[1]} dimensions")
         self.center = features.mean(axis=0)
         centred = features - self.center

@@ -49,6 +49,8 @@ def _eval(args: argparse.Namespace) -> None:
           f"{results['bits']} bits, split seed {results['split_seed']}")
     for name, scores in results["methods"].items():
         print(f"  {name:8s} {_scores(scores)}")
+    for name, reason in results["skipped_baselines"].items():
+        print(f"  {name:8s} skipped: {reason}")
     print(f"results: {out}")
 
 
@@ -91,6 +93,8 @@ def _bench_map(args: argparse.Namespace) -> None:
         check = row["cross_check"]
         print(f"  {row['method']:8s} {row['bits']:3d} bits  {_scores(row)}  "
               f"cross-check ours / scikit-learn {check['ours']:.6f} / {check['sklearn']:.6f}")
+    for skipped in results["skipped"]:
+        print(f"  {skipped['method']:8s} {skipped['bits']:3d} bits  skipped: {skipped['reason']}")
     print(f"results, plots and split: {args.out}")
 
 

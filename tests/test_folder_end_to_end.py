@@ -106,3 +106,21 @@ def test_user_errors_name_the_option_and_runs_keep_their_model(class_folders, tm
     assert json.loads((tmp_path / "c" / "model.json").read_text())["training"]["warmup_epochs"] == 0
     assert main(train_folder(class_folders, tmp_path / "d", "--epochs", "4", "--warmup-epochs", "9")) == 2
     assert "--warmup-epochs" in capsys.readouterr().err
+
+
+def test_a_baseline_too_big_for_a_small_folder_is_skipped_not_fatal(tmp_path, capsys):
+    root = write_class_folders(tmp_path / "images", classes=3, per_class=20)  # 48 training images < 128 bits
+    eval_out = tmp_path / "eval.json"
+    assert main(["eval", "--dataset", "folder", "--data-root", str(root), "--baselines", "lsh,itq",
+                 "--out", str(eval_out), "--device", "cpu"]) == 0
+    evaluated = json.loads(eval_out.read_text())
+    assert set(evaluated["methods"]) == {"nac", "lsh"}
+    assert "at least 128 training images" in evaluated["skipped_baselines"]["itq"]
+    assert "itq      skipped: ITQ at 128 bits" in capsys.readouterr().out
+
+    bench_out = tmp_path / "bench"
+    assert main(["bench", "map", "--dataset", "folder", "--root", str(root), "--methods", "nac,itq,lsh",
+                 "--out", str(bench_out), "--device", "cpu"]) == 0
+    results = json.loads((bench_out / "results.json").read_text())
+    assert [row["method"] for row in results["rows"]] == ["nac", "lsh"]
+    assert [(s["method"], s["bits"]) for s in results["skipped"]] == [("itq", 128)]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import atomic_path, write_json
-from nac_hash.baselines import ITQ
+from nac_hash.baselines import ITQ, NotEnoughDataError
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
@@ -92,6 +92,7 @@ def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, 
     """Rows of a query and its ``top`` nearest database images, framed green when relevant and red when not."""
     from PIL import Image
 
+    queries, top = min(queries, len(split.query)), min(top, len(split.database))  # a small folder has fewer
     size = data.images.shape[1] * scale
     cell = size + 2 * frame
     grid = Image.new("RGB", ((top + 1) * cell + 8, queries * cell), "white")
@@ -108,6 +109,24 @@ def retrieval_grid(codes: np.ndarray, data: ImageSet, split: Split, path: Path, 
             grid.paste(thumbnail, (x + frame, y + frame))
     with atomic_path(path) as tmp:
         grid.save(tmp, format="PNG")
+
+
+class CodeLengthError(ValueError):
+    """A checkpoint's codes have another length than the one asked for."""
+
+
+def _method_codes(method: str, length: int, models: dict, data: ImageSet, split: Split, seed: int) -> np.ndarray:
+    """Packed ``length``-bit codes of every image by ``method``: a checkpoint's own codes, ITQ on a feature
+    method's embeddings, or a pixel baseline fitted on the training split."""
+    if method in FEATURE_METHODS:
+        features = embed_images(models[method][0], data.images, progress=True)
+        return ITQ(length, seed=seed).fit(features[split.train]).encode(features)
+    if method in METHODS:
+        model, _ = models[method]
+        if model.config.bits != length:
+            raise CodeLengthError(f"its checkpoint has {model.config.bits}-bit codes")
+        return encode_images(model, data.images, progress=True)
+    return BASELINES[method](data, split, length, seed)
 
 
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
@@ -134,21 +153,15 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     data, split, spec = scoring.data, scoring.split, scoring.protocol
     save_split(split, out_dir / "split.npz")
 
-    rows = []
+    rows, skipped = [], []
     for method in methods:
         for length in sorted({baseline_bits(method, b) for b in bits}):
-            if method in FEATURE_METHODS:
-                features = embed_images(models[method][0], data.images, progress=True)
-                codes = ITQ(length, seed=split_seed).fit(features[split.train]).encode(features)
-            elif method in METHODS:
-                model, _ = models[method]
-                if model.config.bits != length:
-                    logger.warning("skipping %s at %d bits: its checkpoint has %d-bit codes", method, length,
-                                   model.config.bits)
-                    continue
-                codes = encode_images(model, data.images, progress=True)
-            else:
-                codes = BASELINES[method](data, split, length, split_seed)
+            try:
+                codes = _method_codes(method, length, models, data, split, split_seed)
+            except (NotEnoughDataError, CodeLengthError) as e:
+                logger.warning("skipping %s at %d bits: %s", method, length, e)
+                skipped.append({"method": method, "bits": length, "reason": str(e)})
+                continue
             row = {"method": method, "bits": length, **score_codes(codes, data, split, spec.map_k)}
             first = dataclasses.replace(split, query=split.query[:cross_check_queries])
             row["cross_check"] = {"ours": score_codes(codes, data, first, spec.map_k)["map_all"],
@@ -164,7 +177,7 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
                "checkpoints": {m: checkpoints[m] for m in models}, "retrieval_grid_method": methods[0],
                "cross_check": "scikit-learn average_precision_score on the first "
                               f"{min(cross_check_queries, len(split.query))} queries only, same ranking",
-               "rows": rows,
+               "rows": rows, "skipped": skipped,
                "wall_time_s": round(time.perf_counter() - started, 1), **provenance(torch_device)}
     write_json(out_dir / "results.json", results)
     return results

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from nac_hash.atomic import write_json
+from nac_hash.baselines import NotEnoughDataError
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.provenance import provenance
@@ -63,8 +64,13 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
     codes = encode_images(model, scoring.data.images, batch_size=batch_size, progress=True)
     methods = {sidecar.get("method", "nac"): score_codes(codes, scoring.data, scoring.split,
                                                          scoring.protocol.map_k)}
+    skipped_baselines = {}
     for name in baselines:
-        methods[name] = score_baseline(name, scoring, model.config.bits, seed)
+        try:
+            methods[name] = score_baseline(name, scoring, model.config.bits, seed)
+        except NotEnoughDataError as e:  # the other methods' scores still count
+            logger.warning("skipping the %s baseline: %s", name, e)
+            skipped_baselines[name] = str(e)
     results = {
         "dataset": scoring.data.description,
         "protocol": scoring.protocol.name,
@@ -77,6 +83,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
                        "epochs_completed": sidecar.get("epochs_completed")},
         "skipped_files": len(scoring.data.skipped),
         "methods": methods,
+        "skipped_baselines": skipped_baselines,
         "wall_time_s": round(time.perf_counter() - started, 1),
         **provenance(torch_device),
     }
