@@ -52,3 +52,11 @@ def test_split_file_round_trip(tmp_path):
     assert loaded.protocol == "flickr25k" and loaded.seed == 7
     for name in ("train", "query", "database"):
         assert np.array_equal(getattr(loaded, name), getattr(split, name))
+
+
+def test_a_folder_trains_on_every_image_that_is_not_a_query_however_unequal_its_classes():
+    labels = np.repeat([0, 1, 2], [10, 200, 40])
+    split = make_split(get_protocol("folder"), labels, np.zeros(len(labels), bool), seed=0)
+    assert np.bincount(labels[split.query]).tolist() == [1, 1, 1]  # a tenth of the smallest class
+    np.testing.assert_array_equal(split.train, np.sort(split.database))
+    assert len(split.train) == 247

@@ -47,7 +47,7 @@ PROTOCOLS = {
     )
 }
 # Per-class folder defaults: a tenth of the smallest class (at most ``Protocol.queries``) are queries, every
-# other image is in the database and the training pool.
+# other image is in the database and the training pool, however unequal the classes (training uses no labels).
 FOLDER_QUERY_SHARE = 0.1
 
 
@@ -86,10 +86,10 @@ def make_split(protocol: Protocol, labels: np.ndarray, is_test: np.ndarray, seed
     if kind == "unlabelled":
         everything = np.arange(len(labels))
         return Split(protocol.name, seed, everything, everything[:0], everything)
-    if protocol.kind == "folder" and kind == "per_class":
+    every_non_query = protocol.kind == "folder" and kind == "per_class" and train is None
+    if protocol.kind == "folder" and kind == "per_class" and queries is None:
         smallest = int(np.bincount(labels)[np.unique(labels)].min())
-        queries = min(protocol.queries, max(1, int(FOLDER_QUERY_SHARE * smallest))) if queries is None else queries
-        train = smallest - queries if train is None else train
+        queries = min(protocol.queries, max(1, int(FOLDER_QUERY_SHARE * smallest)))
     queries = protocol.queries if queries is None else queries
     train = protocol.train if train is None else train
     if kind == "official":
@@ -111,7 +111,7 @@ def make_split(protocol: Protocol, labels: np.ndarray, is_test: np.ndarray, seed
                                  "training images per class; lower --queries or --train-images (counts per class)")
             query_parts.append(members[:queries])
             database_parts.append(members[queries:])
-            train_parts.append(members[queries : queries + train])
+            train_parts.append(members[queries:] if every_non_query else members[queries : queries + train])
         return Split(protocol.name, seed, np.sort(np.concatenate(train_parts)),
                      rng.permutation(np.concatenate(query_parts)), rng.permutation(np.concatenate(database_parts)))
     if len(labels) < queries + train:
