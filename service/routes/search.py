@@ -22,6 +22,7 @@ from nac_hash.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
     HitOut,
+    Problem,
     Query,
     SearchOptions,
     SearchRequest,
@@ -96,13 +97,18 @@ async def _multipart_upload(request: Request, service: SearchService) -> tuple[b
     return read_upload(upload, service.settings.max_upload_bytes), options
 
 
-@router.post("/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY)
+@router.post("/search", response_model=SearchResponse, openapi_extra=SEARCH_BODY,
+             responses={415: {"model": Problem}})
 async def search(request: Request, service: Service, metrics: AppMetrics) -> SearchResponse:
     """Neighbours of one image (multipart field `image`, or JSON `image_base64`) or of a hex `code`."""
     stages = Stages(metrics)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
         data, options = await _multipart_upload(request, service)
         encode = partial(_encode, service, data, stages)
+    elif content_type and not content_type.startswith("application/json"):  # a raw image body, say
+        raise HTTPException(415, f"a {content_type.split(';')[0]} body is not accepted: send the image as "
+                                 "multipart/form-data (a file field named 'image') or JSON with image_base64 or code")
     else:
         try:
             options = SearchRequest.model_validate_json(await request.body())

@@ -80,6 +80,7 @@ def test_max_distance_and_batch(client):
     ({"files": {"image": ("x.png", b"", "image/png")}}, 422, "empty"),
     ({"files": {"other": ("x.png", b"abc", "image/png")}}, 422, "image"),
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "json"),
+    ({"content": b"\xff\xd8\xff", "headers": {"content-type": "image/jpeg"}}, 415, "multipart/form-data"),
 ])
 def test_bad_search_requests_get_4xx_json(client, request_kwargs, status, message):
     response = client.post("/search", **request_kwargs)
