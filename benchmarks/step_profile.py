@@ -1,13 +1,14 @@
 """Training images/s on this machine for each precision, memory-format and allocator setting, in one run.
 
 Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [--steps 20]
-       [--settings fp32-cl-previous,fp32,fp32-cl,bf16,bf16-cl,fp32-cl+keep,bf16-cl+keep] [--compile]
-       [--rounds 1] [--out results.json]
+       [--settings fp32-cl-previous,fp32,fp32-cl,bf16,bf16-cl,fp32-cl+keep,bf16-cl+keep,...] [--compile]
+       [--rounds 1 | --turns 40] [--out results.json]
 
 A ``+keep`` setting keeps freed memory in the process as training does (nac_hash.training.allocator); the
 others use glibc's default allocator. ``fp32-cl-previous`` is the training step as the throughput issue found
-it: fp32, channels-last, and cnn_small's previous layers (see :func:`previous_layers`). Every setting runs
-in a fresh process, so none inherits another's heap.
+it: fp32, channels-last, cnn_small's previous layers (see :func:`previous_layers`) and the colour jitter
+eager, not compiled; its augmentations are otherwise today's, which are cheaper than the issue's. Every
+setting runs in a fresh process, so none inherits another's heap.
 
 ``--compile`` times each setting eager and then torch.compiled (the first compiled steps, which compile, fall
 in the untimed warm-up).
@@ -17,7 +18,8 @@ forward, backward and optimizer step. Random uint8 images stand in for the data 
 depend on pixel values). Prints one JSON line per setting: ms per step, the augmentation's share, images/s
 (each image yields two views) and the process's peak memory; ``--out`` writes them all, with the machine, as
 one JSON file. ``--rounds 3`` times every setting three times, round after round, so that a slow spell of a
-shared machine hits all settings alike, and reports each setting's median round.
+shared machine hits all settings alike, and reports each setting's median round. ``--turns 40`` instead keeps
+every setting live in its own process and times them in 40 alternating turns (see :func:`time_in_turns`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 
 from nac_hash.atomic import write_json
 from nac_hash.provenance import provenance
+from nac_hash.training import augment
 from nac_hash.training.allocator import keep_freed_memory
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
@@ -49,16 +52,18 @@ class Setting(NamedTuple):
     channels_last: bool
     keep_memory: bool  # keep freed memory in the process, as training does
     previous_layers: bool  # cnn_small's layers as the throughput issue found them
+    eager_jitter: bool = False  # the colour jitter not compiled, as the issue found it
 
 
 SETTINGS = {
-    "fp32-cl-previous": Setting("fp32", True, False, True),
+    "fp32-cl-previous": Setting("fp32", True, False, True, eager_jitter=True),
     "fp32": Setting("fp32", False, False, False),
     "fp32-cl": Setting("fp32", True, False, False),
     "bf16": Setting("bf16", False, False, False),
     "bf16-cl": Setting("bf16", True, False, False),
     "fp32-cl+keep": Setting("fp32", True, True, False),
     "bf16-cl+keep": Setting("bf16", True, True, False),
+    "bf16-cl+keep-eager-jitter": Setting("bf16", True, True, False, eager_jitter=True),
 }
 
 
@@ -79,14 +84,18 @@ def _synchronize(device: torch.device) -> None:
 class StepTimer:
     """One setting's training step, built once and timed on demand (random uint8 images stand in for data)."""
 
-    def __init__(self, config: TrainConfig, keep_memory: bool, previous: bool = False) -> None:
+    def __init__(self, config: TrainConfig, setting: Setting) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        if keep_memory:
+        if setting.keep_memory:
             keep_freed_memory()
         self.run = build_run(config, self.device, steps_per_epoch=100)
-        if previous:
+        if setting.previous_layers:
             self.run.model.backbone = previous_layers(self.run.model.backbone)
+        if setting.eager_jitter:  # for this setting's process only
+            for adjust in (augment.compiled_brightness, augment.compiled_contrast, augment.compiled_saturation,
+                           augment.compiled_shift_hue):
+                adjust.compiled = None
         self.step = TrainStep(self.run.model, self.run.objective)
         if config.compile:
             self.step = torch.compile(self.step)
@@ -109,15 +118,15 @@ class StepTimer:
         return augment_s, total_s
 
 
-def profile(config: TrainConfig, steps: int, keep_memory: bool, previous: bool = False, warmup: int = 3) -> dict:
+def profile(config: TrainConfig, steps: int, setting: Setting, warmup: int = 3) -> dict:
     """Time ``steps`` training steps of ``config`` after ``warmup`` untimed ones."""
-    timer = StepTimer(config, keep_memory, previous)
+    timer = StepTimer(config, setting)
     timer.time(warmup)
     augment_s, total_s = timer.time(steps)
     return {
         "arch": config.arch, "method": config.method, "batch_size": config.batch_size,
-        "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": keep_memory,
-        "previous_layers": previous, "compile": config.compile,
+        "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": setting.keep_memory,
+        "previous_layers": setting.previous_layers, "eager_jitter": setting.eager_jitter, "compile": config.compile,
         "steps": steps, "ms_per_step": round(1000 * total_s / steps, 1),
         "augment_share": round(augment_s / total_s, 3),
         "images_per_s": round(config.batch_size * steps / total_s, 1),
@@ -125,9 +134,9 @@ def profile(config: TrainConfig, steps: int, keep_memory: bool, previous: bool =
     }
 
 
-def profile_in_fresh_process(config: TrainConfig, steps: int, keep_memory: bool, previous: bool) -> dict:
+def profile_in_fresh_process(config: TrainConfig, steps: int, setting: Setting) -> dict:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(profile, config, steps, keep_memory, previous).result()
+        return pool.submit(profile, config, steps, setting).result()
 
 
 def median_round(timed: list[dict]) -> dict:
@@ -148,16 +157,15 @@ def time_in_rounds(base: TrainConfig, names: list[str], steps: int, rounds: int,
     timed: dict[tuple[str, bool], list[dict]] = {run: [] for run in runs}
     for _ in range(rounds):
         for name, compiled in runs:
-            setting = SETTINGS[name]
             timed[name, compiled].append({"setting": name, **profile_in_fresh_process(
-                setting_config(base, name, compiled), steps, setting.keep_memory, setting.previous_layers)})
+                setting_config(base, name, compiled), steps, SETTINGS[name])})
             print(json.dumps(timed[name, compiled][-1]), flush=True)
     return {"results": [median_round(each) for each in timed.values()]}
 
 
-def _serve_steps(conn: Connection, config: TrainConfig, keep_memory: bool, previous: bool) -> None:
+def _serve_steps(conn: Connection, config: TrainConfig, setting: Setting) -> None:
     """A live setting: build its step once, then answer each number of steps sent with the seconds they took."""
-    timer = StepTimer(config, keep_memory, previous)
+    timer = StepTimer(config, setting)
     while True:
         conn.send(timer.time(conn.recv())[1])
 
@@ -170,9 +178,9 @@ def time_in_turns(base: TrainConfig, names: list[str], steps: int, turns: int, w
     context = multiprocessing.get_context("spawn")
     conns, processes = {}, []
     for name in names:
-        setting, (ours, theirs) = SETTINGS[name], context.Pipe()
+        ours, theirs = context.Pipe()
         processes.append(context.Process(target=_serve_steps, daemon=True, args=(
-            theirs, setting_config(base, name), setting.keep_memory, setting.previous_layers)))
+            theirs, setting_config(base, name), SETTINGS[name])))
         processes[-1].start()
         conns[name] = ours
     rates: dict[str, list[float]] = {name: [] for name in names}

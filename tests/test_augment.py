@@ -1,7 +1,19 @@
 import pytest
 import torch
 
-from nac_hash.training.augment import augment, crop_boxes, hsv_to_rgb, resized_crop, rgb_to_hsv, shift_hue
+from nac_hash.training.augment import (
+    CompiledOnCpu,
+    augment,
+    compiled_brightness,
+    compiled_contrast,
+    compiled_saturation,
+    compiled_shift_hue,
+    crop_boxes,
+    hsv_to_rgb,
+    resized_crop,
+    rgb_to_hsv,
+    shift_hue,
+)
 from nac_hash.training.config import AugmentConfig, TrainConfig
 
 
@@ -54,7 +66,8 @@ def test_hsv_round_trip():
     assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
 
 
-def test_hue_shift_matches_torchvision_on_grays_ties_and_black():
+@pytest.mark.parametrize("hue_shift", [shift_hue, compiled_shift_hue])
+def test_hue_shift_matches_torchvision_on_grays_ties_and_black(hue_shift):
     from torchvision.transforms.v2 import functional as tvf
 
     x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -62,9 +75,30 @@ def test_hue_shift_matches_torchvision_on_grays_ties_and_black():
     x[:, 1, 4:8] = x[:, 0, 4:8]  # red and green tie for the maximum or the minimum
     x[:, :, 8:10] = 0
     shifts = torch.tensor([-0.1, 0.03, 0.5])
-    shifted = shift_hue(x, shifts)
+    shifted = hue_shift(x, shifts)
     for image, shift, ours in zip(x, shifts.tolist(), shifted, strict=True):
         torch.testing.assert_close(ours, tvf.adjust_hue(image, shift), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("adjust", [compiled_brightness, compiled_contrast, compiled_saturation, compiled_shift_hue],
+                         ids=lambda adjust: adjust.fn.__name__)
+def test_compiled_colour_adjustments_give_the_eager_pixels(adjust):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 12, 12, generator=generator)
+    amounts = torch.rand(16, generator=generator) * 0.4 - 0.2
+    amounts = amounts if adjust is compiled_shift_hue else (1 + amounts).view(-1, 1, 1, 1)
+    torch.testing.assert_close(adjust(x, amounts), adjust.fn(x, amounts), atol=1e-6, rtol=0)
+
+
+def test_a_failed_compile_falls_back_to_the_eager_function_for_good(caplog):
+    def no_compiler(*args):
+        raise RuntimeError("no C++ compiler found")
+
+    hue_shift = CompiledOnCpu(shift_hue)
+    hue_shift.compiled = no_compiler
+    x, shifts = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0.1, -0.2])
+    torch.testing.assert_close(hue_shift(x, shifts), shift_hue(x, shifts), atol=0, rtol=0)
+    assert hue_shift.compiled is None and "torch.compile failed: no C++ compiler" in caplog.text
 
 
 def test_resized_crop_samples_where_affine_grid_would():
