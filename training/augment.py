@@ -140,7 +140,8 @@ class CompiledOnCpu:
             try:
                 return self.compiled(images, *args)
             except Exception as e:  # a missing compiler surfaces as one of several exception types
-                logger.warning("running %s eagerly: torch.compile failed: %s", self.fn.__name__, e)
+                logger.warning("running %s eagerly: torch.compile failed: %s", self.fn.__name__,
+                               (str(e).strip() or type(e).__name__).splitlines()[0])
                 self.compiled = None
         return self.fn(images, *args)
 
