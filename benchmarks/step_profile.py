@@ -93,8 +93,7 @@ class StepTimer:
         if setting.previous_layers:
             self.run.model.backbone = previous_layers(self.run.model.backbone)
         if setting.eager_jitter:  # for this setting's process only
-            for adjust in (augment.compiled_brightness, augment.compiled_contrast, augment.compiled_saturation,
-                           augment.compiled_shift_hue):
+            for adjust in augment.COLOUR_ADJUSTMENTS:
                 adjust.compiled = None
         self.step = TrainStep(self.run.model, self.run.objective)
         if config.compile:

@@ -57,8 +57,9 @@ class ITQ:
     def fit(self, features: np.ndarray) -> ITQ:
         features = np.asarray(features, dtype=np.float64)
         if min(features.shape) < self.bits:
-            raise NotEnoughDataError(f"ITQ at {self.bits} bits needs at least {self.bits} training images and feature "
-                             f"dimensions, got {features.shape[0]} images of {features.shape[1]} dimensions")
+            raise NotEnoughDataError(f"ITQ at {self.bits} bits needs at least {self.bits} training images and "
+                                     f"feature dimensions, got {features.shape[0]} images of {features.shape[1]} "
+                                     "dimensions")
         self.center = features.mean(axis=0)
         centred = features - self.center
         _, _, components = np.linalg.svd(centred, full_matrices=False)

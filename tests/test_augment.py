@@ -2,11 +2,9 @@ import pytest
 import torch
 
 from nac_hash.training.augment import (
+    COLOUR_ADJUSTMENTS,
     CompiledOnCpu,
     augment,
-    compiled_brightness,
-    compiled_contrast,
-    compiled_saturation,
     compiled_shift_hue,
     crop_boxes,
     hsv_to_rgb,
@@ -80,8 +78,7 @@ def test_hue_shift_matches_torchvision_on_grays_ties_and_black(hue_shift):
         torch.testing.assert_close(ours, tvf.adjust_hue(image, shift), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("adjust", [compiled_brightness, compiled_contrast, compiled_saturation, compiled_shift_hue],
-                         ids=lambda adjust: adjust.fn.__name__)
+@pytest.mark.parametrize("adjust", COLOUR_ADJUSTMENTS, ids=lambda adjust: adjust.fn.__name__)
 def test_compiled_colour_adjustments_give_the_eager_pixels(adjust):
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, 12, 12, generator=generator)

@@ -129,11 +129,19 @@ class CompiledOnCpu:
     project's CPU the augmentations' share of a bf16 training step halved and the step ran 1.06x as fast
     (benchmarks/results/cpu/COMMANDS.md). Compiling needs a C++ compiler, which a slim container lacks;
     torch.compile only finds out at the first call, so that call falls back to ``fn`` for good, with a warning.
+    ``compiled`` is None once running eagerly.
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        self.fn, self.compiled = fn, torch.compile(fn)
+        self.fn = fn
+        self.compiled: Callable[..., torch.Tensor] | None = self._compile_and_call
         functools.update_wrapper(self, fn)
+
+    def _compile_and_call(self, *args: torch.Tensor) -> torch.Tensor:
+        """The first CPU call compiles: torch.compile imports TorchDynamo, seconds that importing this module, as
+        every command that evaluates does, should not cost."""
+        self.compiled = torch.compile(self.fn)
+        return self.compiled(*args)
 
     def __call__(self, images: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         if self.compiled is not None and images.device.type == "cpu":
@@ -146,8 +154,9 @@ class CompiledOnCpu:
         return self.fn(images, *args)
 
 
-compiled_brightness, compiled_contrast, compiled_saturation, compiled_shift_hue = (
-    CompiledOnCpu(fn) for fn in (adjust_brightness, adjust_contrast, adjust_saturation, shift_hue))
+COLOUR_ADJUSTMENTS = tuple(CompiledOnCpu(fn) for fn in (adjust_brightness, adjust_contrast, adjust_saturation,
+                                                         shift_hue))
+compiled_brightness, compiled_contrast, compiled_saturation, compiled_shift_hue = COLOUR_ADJUSTMENTS
 
 
 def _per_image(values: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nac_hash.atomic import atomic_path
+from nac_hash.baselines import NotEnoughDataError
 from nac_hash.checkpoint import save_checkpoint
 from nac_hash.inference import encode_images
 from nac_hash.loss import channel_capacity_bits
@@ -272,11 +273,11 @@ def rotated_for_search(model: HashingModel, images: np.ndarray, train: np.ndarra
     as it is for ``none`` or too few images to fit one. The training images are gathered only for a fit."""
     if rotation_input == "none":
         return model
-    if len(train) < model.config.bits:
-        logger.info("%d training images are too few to fit an ITQ rotation of %d bits: the codes stay the signs of "
-                    "the pre-activations", len(train), model.config.bits)
+    try:
+        return with_code_rotation(model, images[train], rotation_input)
+    except NotEnoughDataError as e:
+        logger.info("no ITQ rotation: %s; the codes stay the signs of the pre-activations", e)
         return model
-    return with_code_rotation(model, images[train], rotation_input)
 
 
 def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
