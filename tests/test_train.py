@@ -4,13 +4,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 import nac_hash.training.train
+from nac_hash.checkpoint import load_checkpoint
 from nac_hash.cli import main
 from nac_hash.training.config import load_config
-from nac_hash.training.train import epoch_batch, train
+from nac_hash.training.train import build_run, epoch_batch, fit_inference_head, train
 
 
 def train_args(data_root, out_dir, epochs: int, method: str = "nac") -> list[str]:
@@ -148,3 +150,29 @@ def test_a_too_noisy_channel_is_warned_about(class_folders, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="nac_hash.training.train"):
         assert main([*train_args(class_folders, tmp_path / "fine", epochs=1), "--flip-probability", "0.05"]) == 0
     assert "lower --flip-probability" not in caplog.text
+
+
+def test_init_from_starts_from_a_models_encoder_and_fits_only_the_fresh_head(class_folders, tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    assert main(train_args(class_folders, source, epochs=1)) == 0  # ships a rotation and no inference head
+    trained, _ = load_checkpoint(source / "model.safetensors")
+    config = load_config(None, {"dataset": "folder", "data_root": str(class_folders), "arch": "cnn_small",
+                                "bits": 16, "init_from": str(source / "model.safetensors"), "device": "cpu"})
+    run = build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=config.init_from)
+    loaded = run.model.state_dict()
+    for name, weights in trained.state_dict().items():
+        if name.startswith(("backbone.", "projection.")):
+            assert torch.equal(loaded[name], weights), name
+    before = {name: p.clone() for name, p in run.model.named_parameters()}
+    monkeypatch.setattr(nac_hash.training.train, "HEAD_FIT_STEPS", 5)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    fit_inference_head(run, images, 8, torch.Generator().manual_seed(0), progress=False)
+    for name, p in run.model.named_parameters():
+        assert p.requires_grad, name
+        assert torch.equal(p, before[name]) != name.startswith("inference."), name
+
+    assert main([*train_args(class_folders, tmp_path / "tuned", epochs=1), "--init-from",
+                 str(source / "model.safetensors")]) == 0
+    config.bits = 32
+    with pytest.raises(ValueError, match="bits 16 != 32"):
+        build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=config.init_from)

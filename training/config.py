@@ -134,6 +134,10 @@ class TrainConfig(AugmentOptions):
         eval_queries: queries of a quick evaluation (the database is always whole).
         checkpoint_every: epochs between checkpoints.
         resume: resume from the last checkpoint in --out-dir.
+        init_from: start from this model checkpoint's backbone and projection head (the shipped default,
+            nac_hash/assets/default.safetensors, or any run's model.safetensors of the same shape); a fresh
+            inference head is fitted to them first, with them frozen, then all train on a fresh optimizer
+            and schedule. Ignored when the run resumes.
     """
 
     crop_scale_min: float | None = None  # AugmentOptions' field, left to the recipe here
@@ -173,6 +177,7 @@ class TrainConfig(AugmentOptions):
     eval_queries: int = 1000
     checkpoint_every: int = 50
     resume: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name, value in RECIPES[self.recipe()].items():
