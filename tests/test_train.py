@@ -12,7 +12,7 @@ import nac_hash.training.train
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.cli import main
 from nac_hash.training.config import load_config
-from nac_hash.training.train import build_run, epoch_batch, fit_inference_head, train
+from nac_hash.training.train import build_run, epoch_batch, fit_inference_head, initial_model, train
 
 
 def train_args(data_root, out_dir, epochs: int, method: str = "nac") -> list[str]:
@@ -158,7 +158,7 @@ def test_init_from_starts_from_a_models_encoder_and_fits_only_the_fresh_head(cla
     trained, _ = load_checkpoint(source / "model.safetensors")
     config = load_config(None, {"dataset": "folder", "data_root": str(class_folders), "arch": "cnn_small",
                                 "bits": 16, "init_from": str(source / "model.safetensors"), "device": "cpu"})
-    run = build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=config.init_from)
+    run = build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=initial_model(config))
     loaded = run.model.state_dict()
     for name, weights in trained.state_dict().items():
         if name.startswith(("backbone.", "projection.")):
@@ -175,4 +175,4 @@ def test_init_from_starts_from_a_models_encoder_and_fits_only_the_fresh_head(cla
                  str(source / "model.safetensors")]) == 0
     config.bits = 32
     with pytest.raises(ValueError, match="bits 16 != 32"):
-        build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=config.init_from)
+        initial_model(config)

@@ -87,12 +87,15 @@ class Run:
 
 def build_run(config: TrainConfig, device: torch.device, steps_per_epoch: int, world: World | None = None,
               clock: BudgetClock | None = None, model_config: ModelConfig | None = None,
-              init_from: str | None = None) -> Run:
-    """A run's model, objective, optimizer and schedule; the model starts from ``init_from``'s weights if given."""
+              init_from: HashingModel | None = None) -> Run:
+    """A run's model, objective, optimizer and schedule; the model starts from ``init_from``'s encoder if given
+    (see :func:`initial_model`)."""
     model_config = model_config or config.model_config()
     model = HashingModel(model_config)
-    if init_from:  # before the objective copies the model (NAC-MQ's momentum encoder)
-        start_from(model, init_from)
+    if init_from is not None:  # before the objective copies the model (NAC-MQ's momentum encoder)
+        trained = ("backbone.", "projection.")
+        model.load_state_dict({k: v for k, v in init_from.state_dict().items() if k.startswith(trained)},
+                              strict=False)
     model = sync_batch_norm(model, world or World(), device).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -147,17 +150,18 @@ def load_state(run: Run, path: Path) -> None:
         run.clock.restore(metadata["elapsed_s"])
 
 
-def start_from(model: HashingModel, path: str | Path) -> None:
-    """Copy a checkpoint's backbone and projection head into ``model`` (``--init-from``). An exported model has
-    no inference head (and maybe an ITQ rotation, which training does not use): ``model``'s own stays fresh."""
-    source, _ = load_checkpoint(path)
+def initial_model(config: TrainConfig) -> HashingModel:
+    """The model ``--init-from`` names, checked to have this run's shape. Its backbone and projection head start
+    the run (build_run); an exported model has no inference head (and maybe an ITQ rotation, which training
+    does not use), so the run's own head stays fresh."""
+    source, _ = load_checkpoint(config.init_from)
+    ours = config.model_config()
     shape = ("arch", "width", "depth", "bits", "image_size")
-    differ = [f"{name} {getattr(source.config, name)} != {getattr(model.config, name)}" for name in shape
-              if getattr(source.config, name) != getattr(model.config, name)]
+    differ = [f"{name} {getattr(source.config, name)} != {getattr(ours, name)}" for name in shape
+              if getattr(source.config, name) != getattr(ours, name)]
     if differ:
-        raise ValueError(f"--init-from {path} is another model than this run's: {', '.join(differ)}")
-    trained = ("backbone.", "projection.")
-    model.load_state_dict({k: v for k, v in source.state_dict().items() if k.startswith(trained)}, strict=False)
+        raise ValueError(f"--init-from {config.init_from} is another model than this run's: {', '.join(differ)}")
+    return source
 
 
 def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, map_k: int | None) -> dict:
@@ -242,9 +246,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
 def _train(config: TrainConfig, world: World, device: torch.device, progress: bool) -> Path:
     clock = BudgetClock(config.time_budget_s) if config.time_budget_s else None  # counts from here
-    torch.manual_seed(config.seed)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    resuming = config.resume and (out / STATE_FILE).is_file()
+    # Read before the data, so that a wrong file fails at once; and before seeding, so that the run draws as one
+    # from scratch would.
+    init_from = initial_model(config) if config.init_from and not resuming else None
+    torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_root, config.image_size)
     protocol = get_protocol(config.protocol)
     split = make_split(protocol, data.labels, data.is_test, config.split_seed, config.queries, config.train_images,
@@ -260,15 +268,13 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     steps_per_epoch = len(images) // batch_size
     # CIFAR-10 keeps its published statistics; any other data is normalised with its training images' own.
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if config.dataset == "cifar10" else image_statistics(images)
-    resuming = config.resume and (out / STATE_FILE).is_file()
-    init_from = None if resuming else config.init_from
     run = build_run(config, device, steps_per_epoch, world, clock, config.model_config(mean, std), init_from)
     run.origin = provenance(device)
     if resuming:
         load_state(run, out / STATE_FILE)
         logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
-    elif init_from:
-        logger.info("starting from the encoder of %s", init_from)
+    elif init_from is not None:
+        logger.info("starting from the encoder of %s", config.init_from)
         fit_inference_head(run, images, batch_size, torch.Generator(device).manual_seed(config.seed), progress)
     step_module = wrap(TrainStep(run.model, run.objective), world, device,
                        find_unused_parameters=config.method in FEATURE_METHODS)
