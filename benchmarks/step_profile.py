@@ -7,8 +7,10 @@ Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [
 A ``+keep`` setting keeps freed memory in the process as training does (nac_hash.training.allocator); the
 others use glibc's default allocator. ``fp32-cl-previous`` is the training step as the throughput issue found
 it: fp32, channels-last, cnn_small's previous layers (see :func:`previous_layers`) and the colour jitter
-eager, not compiled; its augmentations are otherwise today's, which are cheaper than the issue's. Every
-setting runs in a fresh process, so none inherits another's heap.
+eager, not compiled; its augmentations are otherwise today's, which are cheaper than the issue's.
+``issue-tree`` is that step exactly: the code of ISSUE_COMMIT, the commit the issue measured, extracted from
+this repository's history and run by tree_step.py (``--turns`` only). Every setting runs in a fresh process,
+so none inherits another's heap.
 
 ``--compile`` times each setting eager and then torch.compiled (the first compiled steps, which compile, fall
 in the untimed warm-up).
@@ -25,12 +27,20 @@ every setting live in its own process and times them in 40 alternating turns (se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import multiprocessing
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -46,6 +56,10 @@ from nac_hash.training.config import TrainConfig
 from nac_hash.training.objective import TrainStep
 from nac_hash.training.train import build_run, optimize, resolve_device, two_views
 
+REPO = Path(__file__).resolve().parents[1]
+TREE_STEP = Path(__file__).with_name("tree_step.py")
+ISSUE_COMMIT = "fe039cb"  # the last commit before work on the throughput issue began (2026-11-23 13:09)
+
 
 class Setting(NamedTuple):
     precision: str
@@ -53,9 +67,11 @@ class Setting(NamedTuple):
     keep_memory: bool  # keep freed memory in the process, as training does
     previous_layers: bool  # cnn_small's layers as the throughput issue found them
     eager_jitter: bool = False  # the colour jitter not compiled, as the issue found it
+    commit: str | None = None  # not today's code: this commit's, run by tree_step.py
 
 
 SETTINGS = {
+    "issue-tree": Setting("fp32", True, False, True, eager_jitter=True, commit=ISSUE_COMMIT),
     "fp32-cl-previous": Setting("fp32", True, False, True, eager_jitter=True),
     "fp32": Setting("fp32", False, False, False),
     "fp32-cl": Setting("fp32", True, False, False),
@@ -169,38 +185,97 @@ def _serve_steps(conn: Connection, config: TrainConfig, setting: Setting) -> Non
         conn.send(timer.time(conn.recv())[1])
 
 
+class ProcessStep:
+    """A live setting of today's code, served by :func:`_serve_steps` in a spawned process."""
+
+    def __init__(self, config: TrainConfig, setting: Setting) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_serve_steps, daemon=True, args=(theirs, config, setting))
+        self.process.start()
+
+    def send(self, steps: int) -> None:
+        self.conn.send(steps)
+
+    def recv(self) -> float:
+        return self.conn.recv()
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+
+class TreeStep:
+    """A live setting served by tree_step.py, in a process whose code is that of an extracted commit."""
+
+    def __init__(self, tree: Path, config: TrainConfig) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(TREE_STEP), config.arch, config.method, str(config.batch_size)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+
+    def send(self, steps: int) -> None:
+        self.process.stdin.write(f"{steps}\n")
+        self.process.stdin.flush()
+
+    def recv(self) -> float:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{TREE_STEP.name} exited with status {self.process.wait()}")
+        return float(line)
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+
+@contextlib.contextmanager
+def extracted(commit: str) -> Iterator[Path]:
+    """The ``nac_hash`` and ``training`` folders of ``commit``, from this repository's history, in a temporary
+    folder that is removed afterwards."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "nac_hash", "training"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"step_profile.py: cannot read commit {commit} from the repository's history "
+                         f"(a shallow clone?): {archive.stderr.decode().strip()}")
+    with tempfile.TemporaryDirectory() as tree:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tree, filter="data")
+        yield Path(tree)
+
+
+def live_setting(base: TrainConfig, name: str, trees: contextlib.ExitStack) -> ProcessStep | TreeStep:
+    setting = SETTINGS[name]
+    if setting.commit is None:
+        return ProcessStep(setting_config(base, name), setting)
+    return TreeStep(trees.enter_context(extracted(setting.commit)), base)
+
+
 def time_in_turns(base: TrainConfig, names: list[str], steps: int, turns: int, warmup: int = 3) -> dict:
     """Every setting kept live in its own process and timed for ``steps`` steps per turn, the settings one after
     the other within a turn, their order rotating each turn. Each turn's ratios to the first setting compare
     steps timed seconds apart, so the machine's drift over minutes, which a round of fresh processes spans,
     hardly enters them."""
-    context = multiprocessing.get_context("spawn")
-    conns, processes = {}, []
-    for name in names:
-        ours, theirs = context.Pipe()
-        processes.append(context.Process(target=_serve_steps, daemon=True, args=(
-            theirs, setting_config(base, name), SETTINGS[name])))
-        processes[-1].start()
-        conns[name] = ours
     rates: dict[str, list[float]] = {name: [] for name in names}
-    try:
-        for conn in conns.values():
-            conn.send(warmup)
-        for conn in conns.values():
-            conn.recv()
-        for turn in range(turns):
-            for name in names[turn % len(names):] + names[:turn % len(names)]:
-                conns[name].send(steps)
-                rates[name].append(round(base.batch_size * steps / conns[name].recv(), 1))
-            print(json.dumps({name: each[-1] for name, each in rates.items()}), flush=True)
-    finally:
-        for process in processes:
-            process.terminate()
+    with contextlib.ExitStack() as trees:
+        live = {name: live_setting(base, name, trees) for name in names}
+        try:
+            for setting in live.values():
+                setting.send(warmup)
+            for setting in live.values():
+                setting.recv()
+            for turn in range(turns):
+                for name in names[turn % len(names):] + names[:turn % len(names)]:
+                    live[name].send(steps)
+                    rates[name].append(round(base.batch_size * steps / live[name].recv(), 1))
+                print(json.dumps({name: each[-1] for name, each in rates.items()}), flush=True)
+        finally:
+            for setting in live.values():
+                setting.terminate()
     ratios = {name: [round(r / first, 3) for r, first in zip(rates[name], rates[names[0]], strict=True)]
               for name in names[1:]}
     return {
         "arch": base.arch, "method": base.method, "batch_size": base.batch_size, "steps_per_turn": steps,
-        "turns": turns, "settings": names, "images_per_s_each_turn": rates,
+        "turns": turns, "settings": names,
+        "commits": {name: SETTINGS[name].commit for name in names if SETTINGS[name].commit},
+        "images_per_s_each_turn": rates,
         "median_images_per_s": {name: round(statistics.median(each), 1) for name, each in rates.items()},
         f"ratio_to_{names[0]}_each_turn": ratios,
         f"ratio_to_{names[0]}": {name: {"median": round(statistics.median(each), 3), "quartiles": [
@@ -232,6 +307,8 @@ def main() -> None:
         parser.error("--settings: fp32-cl-previous times cnn_small's previous layers; use it with --arch cnn_small")
     if args.turns is not None and (args.turns < 2 or len(names) < 2 or args.compile):
         parser.error("--turns: give at least 2 turns and 2 settings, without --compile")
+    if args.turns is None and any(SETTINGS[name].commit for name in names):
+        parser.error("--settings: issue-tree runs another commit's code and is timed with --turns only")
     base = TrainConfig(arch=args.arch, method=args.method, batch_size=args.batch_size)
     if args.turns is None:
         results = time_in_rounds(base, names, args.steps, args.rounds, args.compile)

@@ -36,6 +36,20 @@ def test_step_profile_in_turns_reports_each_turns_ratio(tmp_path):
                                    rel=1e-2)
 
 
+def test_step_profile_times_the_issue_commits_own_step(tmp_path):
+    out = tmp_path / "turns.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--batch-size", "8", "--steps",
+                    "1", "--turns", "2", "--settings", "issue-tree,bf16-cl+keep", "--out", str(out)], check=True,
+                   cwd=tmp_path, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["commits"] == {"issue-tree": import_benchmark("step_profile").ISSUE_COMMIT}
+    assert all(rate > 0 for rates in result["images_per_s_each_turn"].values() for rate in rates)
+    assert len(result["ratio_to_issue-tree_each_turn"]["bf16-cl+keep"]) == 2
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--settings",
+                           "issue-tree,fp32"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "--turns only" in done.stderr.splitlines()[-1]
+
+
 def test_step_profile_refuses_turns_of_one_setting(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--turns", "3",
                            "--settings", "fp32"], cwd=tmp_path, capture_output=True, text=True)

@@ -78,3 +78,4 @@ def test_global_average_pooling_is_the_spatial_mean_in_both_directions():
     (pooled * weights).sum().backward()
     assert torch.allclose(pooled, x.mean((2, 3)), atol=1e-6)
     assert torch.allclose(x.grad, weights[:, :, None, None].expand_as(x) / 24, atol=1e-7)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)  # dense, not a broadcast view
