@@ -96,8 +96,11 @@ def test_config_file_and_overrides(tmp_path):
         load_config(path)
 
 
-def test_a_folder_gets_its_own_cpu_recipe_and_small_sets_smaller_batches():
+def test_a_folder_gets_its_own_recipe_on_any_device_and_small_sets_smaller_batches():
     cifar, folder = load_config(None, {"device": "cpu"}), load_config(None, {"device": "cpu", "dataset": "folder"})
+    gpu_cifar, gpu_folder = (load_config(None, {"device": "cuda", "dataset": name}) for name in ("cifar10", "folder"))
+    assert (gpu_cifar.arch, gpu_cifar.flip_probability) == ("vgg16_bn", 0.4)
+    assert (gpu_folder.arch, gpu_folder.flip_probability, gpu_folder.fit_rotation) == ("cnn_small", 0.1, "features")
     assert (cifar.flip_probability, cifar.crop_scale_min) == (0.25, 0.08)
     assert (folder.flip_probability, folder.crop_scale_min) == (0.1, 0.25)
     assert (cifar.fit_rotation, folder.fit_rotation) == ("none", "features")
