@@ -24,9 +24,20 @@ def git_commit(path: str | Path = ".") -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo, or the platform's word for it where there is none."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def hardware(device: torch.device | None = None) -> dict:
-    info = {"cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__}
+    """The processor (its name and the widest vector instructions PyTorch uses on it), threads, versions, GPU."""
+    info = {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from nac_hash.training import precision
 from nac_hash.training.budget import BudgetClock, parse_duration
 from nac_hash.training.config import load_config
 from nac_hash.training.optim import clock_warmup_cosine, warmup_cosine_factor
@@ -67,3 +68,13 @@ def test_precision_choices():
     assert training_dtype(torch.device("cuda"), "auto") is torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         load_config(None, {"precision": "fp16"})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_that_would_emulate_it_is_warned_about(native, monkeypatch, caplog):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert training_dtype(torch.device("cpu"), "auto") is (torch.bfloat16 if native else None)
+    precision.warn_if_emulated(torch.device("cpu"), "bf16")
+    precision.warn_if_emulated(torch.device("cpu"), "fp32")
+    warned = [record for record in caplog.records if "emulates" in record.getMessage()]
+    assert len(warned) == (0 if native else 1)

@@ -34,6 +34,7 @@ def test_train_writes_a_self_describing_checkpoint_and_eval_scores_it(class_fold
     assert sidecar["epochs_completed"] == 2 and sidecar["split_seed"] == 0
     assert [h["epoch"] for h in sidecar["history"]] == [1, 2]
     assert {"command", "git_commit", "hardware"} <= sidecar.keys()
+    assert sidecar["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert (out / "split.npz").is_file() and (out / "train_state.safetensors").is_file()
     # A folder's run ends with the ITQ rotation of the unit-length features in the model it ships, while the
     # training state keeps the model as trained.

@@ -39,7 +39,7 @@ from nac_hash.training.distributed import World, agree, close_world, init_world,
 from nac_hash.training.methods import FEATURE_METHODS
 from nac_hash.training.objective import Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
-from nac_hash.training.precision import training_dtype
+from nac_hash.training.precision import training_dtype, warn_if_emulated
 from nac_hash.training.rotation import with_code_rotation
 from nac_hash.training.splits import Split, get_protocol, make_split, save_split
 from nac_hash.transforms import normalize
@@ -236,6 +236,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     Under torchrun each process trains on its share of every batch (see :mod:`nac_hash.training.distributed`).
     """
     world, device = init_world(resolve_device(config.device))
+    warn_if_emulated(device, config.precision)
     if device.type == "cpu":
         keep_freed_memory()
     try:
