@@ -24,19 +24,19 @@ def git_commit(path: str | Path = ".") -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def cpu_model() -> str:
-    """The processor's name from /proc/cpuinfo, or the platform's word for it where there is none."""
+def cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` ("model name", "flags") in /proc/cpuinfo; None where it is not there."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        lines = []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or platform.machine()
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), None)
 
 
 def hardware(device: torch.device | None = None) -> dict:
     """The processor (its name and the widest vector instructions PyTorch uses on it), threads, versions, GPU."""
-    info = {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    info = {"cpu": cpuinfo_field("model name") or platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -45,7 +45,7 @@ RECIPES = {
     "cpu": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.25, "crop_scale_min": 0.08,
             "fit_rotation": "none"},
     # A folder's runs are minutes long: on a GPU the paper's recipe collapsed the 8x8 digits to one code in a
-    # minute, where this one keeps them apart (COMMANDS.md, "A folder on a GPU").
+    # minute, where this one keeps them apart (benchmarks/results/gpu-h200/COMMANDS.md).
     "folder": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.1, "crop_scale_min": 0.25,
                "fit_rotation": "features"},
 }
