@@ -56,8 +56,12 @@ class BudgetClock:
         self._epoch_s.append(seconds)
 
     def mean_epoch_s(self) -> float | None:
-        """Mean of the last ``PACE_EPOCHS`` epochs: the current pace, not that of a busier past."""
-        recent = self._epoch_s[-PACE_EPOCHS:]
+        """Mean of the last ``PACE_EPOCHS`` epochs: the current pace, not that of a busier past.
+
+        A session's first epoch is left out once a second is timed: it carries one-off costs (compiling the
+        colour jitter takes seconds on a slow CPU), which would otherwise make a short run stop early.
+        """
+        recent = self._epoch_s[1:][-PACE_EPOCHS:] or self._epoch_s
         return sum(recent) / len(recent) if recent else None
 
     def fits_another_epoch(self) -> bool:
