@@ -5,7 +5,8 @@ Usage: python benchmarks/step_profile.py [--arch cnn_small] [--batch-size 500] [
        [--rounds 1 | --turns 40] [--out results.json]
 
 A ``+keep`` setting keeps freed memory in the process as training does (nac_hash.training.allocator); the
-others use glibc's default allocator. ``fp32-cl-previous`` is the training step as the throughput issue found
+others use glibc's default allocator. A ``+view24`` setting trains on 24-pixel views of the 32-pixel images
+(TrainConfig.view_size). ``fp32-cl-previous`` is the training step as the throughput issue found
 it: fp32, channels-last, cnn_small's previous layers (see :func:`previous_layers`) and the colour jitter
 eager, not compiled; its augmentations are otherwise today's, which are cheaper than the issue's.
 ``issue-tree`` is that step exactly: the code of ISSUE_COMMIT, the commit the issue measured, extracted from
@@ -68,6 +69,7 @@ class Setting(NamedTuple):
     previous_layers: bool  # cnn_small's layers as the throughput issue found them
     eager_jitter: bool = False  # the colour jitter not compiled, as the issue found it
     commit: str | None = None  # not today's code: this commit's, run by tree_step.py
+    view_size: int | None = None  # training views smaller than the 32-pixel images (TrainConfig.view_size)
 
 
 SETTINGS = {
@@ -80,6 +82,8 @@ SETTINGS = {
     "fp32-cl+keep": Setting("fp32", True, True, False),
     "bf16-cl+keep": Setting("bf16", True, True, False),
     "bf16-cl+keep-eager-jitter": Setting("bf16", True, True, False, eager_jitter=True),
+    "fp32-cl+keep+view24": Setting("fp32", True, True, False, view_size=24),
+    "bf16-cl+keep+view24": Setting("bf16", True, True, False, view_size=24),
 }
 
 
@@ -142,6 +146,7 @@ def profile(config: TrainConfig, steps: int, setting: Setting, warmup: int = 3) 
         "arch": config.arch, "method": config.method, "batch_size": config.batch_size,
         "precision": config.precision, "channels_last": config.channels_last, "keep_freed_memory": setting.keep_memory,
         "previous_layers": setting.previous_layers, "eager_jitter": setting.eager_jitter, "compile": config.compile,
+        "view_size": config.view_size,
         "steps": steps, "ms_per_step": round(1000 * total_s / steps, 1),
         "augment_share": round(augment_s / total_s, 3),
         "images_per_s": round(config.batch_size * steps / total_s, 1),
@@ -163,7 +168,7 @@ def median_round(timed: list[dict]) -> dict:
 def setting_config(base: TrainConfig, name: str, compiled: bool = False) -> TrainConfig:
     setting = SETTINGS[name]
     return dataclasses.replace(base, precision=setting.precision, channels_last=setting.channels_last,
-                               compile=compiled)
+                               compile=compiled, view_size=setting.view_size or base.image_size)
 
 
 def time_in_rounds(base: TrainConfig, names: list[str], steps: int, rounds: int, compile_too: bool) -> dict:

@@ -13,6 +13,7 @@ from nac_hash.training.augment import (
     shift_hue,
 )
 from nac_hash.training.config import AugmentConfig, TrainConfig
+from nac_hash.training.train import two_views
 
 
 def images(n: int = 6, size: int = 32) -> torch.Tensor:
@@ -133,3 +134,12 @@ def test_train_config_passes_the_mirror_probability_on_and_rejects_one_outside_z
     assert TrainConfig(mirror_probability=0.0).augment_config().mirror_probability == 0.0
     with pytest.raises(ValueError, match="mirror_probability"):
         TrainConfig(mirror_probability=-0.1)
+
+
+def test_views_can_be_smaller_than_the_images_the_model_encodes():
+    config = TrainConfig(view_size=24)
+    view, _ = two_views(images(), config, config.model_config())
+    assert view.shape == (6, 3, 24, 24) and config.model_config().image_size == 32
+    assert TrainConfig(device="cpu").view_size == 24 and TrainConfig(device="cuda").view_size == 32  # recipes
+    with pytest.raises(ValueError, match="view_size"):
+        TrainConfig(view_size=8)

@@ -17,10 +17,11 @@ from nac_hash.cli import main
 def test_step_profile_times_each_setting(tmp_path):
     out = tmp_path / "steps.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--batch-size", "8", "--steps",
-                    "1", "--settings", "fp32,bf16-cl+keep", "--out", str(out)], check=True, cwd=tmp_path,
+                    "1", "--settings", "fp32,bf16-cl+keep+view24", "--out", str(out)], check=True, cwd=tmp_path,
                    capture_output=True)
     results = json.loads(out.read_text())["results"]
-    assert [(r["setting"], r["keep_freed_memory"]) for r in results] == [("fp32", False), ("bf16-cl+keep", True)]
+    assert [(r["setting"], r["keep_freed_memory"], r["view_size"]) for r in results] == [
+        ("fp32", False, 32), ("bf16-cl+keep+view24", True, 24)]
     assert all(r["images_per_s"] > 0 and 0 <= r["augment_share"] <= 1 and r["peak_rss_mb"] > 0 for r in results)
 
 

@@ -311,8 +311,9 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         if clock is not None:
             clock.record_epoch(time.perf_counter() - started)
             # Encoding for the rotation and the final evaluation costs about a quarter of a training pass per
-            # image, or less.
-            clock.reserve_s = final_encodings(split, config) / 4 * clock.mean_epoch_s() / len(images)
+            # image, or less, when the views are full-size; smaller views make training, not encoding, cheaper.
+            encode_share = (config.image_size / config.view_size) ** 2 / 4
+            clock.reserve_s = final_encodings(split, config) * encode_share * clock.mean_epoch_s() / len(images)
             bar.total = bar.n + clock.epochs_left() * steps_per_epoch  # the ETA follows the measured pace
         finished = not agree(world, run.keeps_training())
         if not world.is_main:
