@@ -74,14 +74,18 @@ class _Read:
     skip_reason: str | None = None
 
 
-def find_files(folders: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """(absolute root, file) for every image file under each folder, in sorted order."""
+def find_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """(absolute root, file) for every image file under each folder, in sorted order; an image file given
+    itself is its own folder's."""
     found = []
-    for folder in folders:
-        root = Path(folder).resolve()
-        if not root.is_dir():
-            raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
-        found += [(root, p) for p in sorted(root.rglob("*")) if p.is_file() and is_image_file(p)]
+    for given in paths:
+        path = Path(given).resolve()
+        if path.is_file() and is_image_file(path):
+            found.append((path.parent, path))
+        elif path.is_dir():
+            found += [(path, p) for p in sorted(path.rglob("*")) if p.is_file() and is_image_file(p)]
+        else:
+            raise FileNotFoundError(f"{given} does not exist or is neither an image folder nor an image file")
     return found
 
 

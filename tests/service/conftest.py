@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,15 +9,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from helpers import free_port
 
 from nac_hash.service.app import create_app
 from nac_hash.service.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
