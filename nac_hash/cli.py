@@ -99,6 +99,12 @@ def _bench_map(args: argparse.Namespace) -> None:
     print(f"results, plots and split: {args.out}")
 
 
+def _data(args: argparse.Namespace) -> None:
+    from nac_hash.training.cifar10_data import cifar10_folder
+
+    print(cifar10_folder(args.dir, progress=not args.quiet))
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -153,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_commands(commands)
     add_dedup_command(commands)
+    data = commands.add_parser(
+        "data", help="find or download a dataset", description="Print the folder of CIFAR-10's class-folder layout: "
+        "$DATA_ROOT, else one in --dir, else unpacked from ../shared/data/cifar-10-images.tar.gz, else downloaded "
+        "from the official address (or $NAC_HASH_CIFAR10_URL) into --dir, verified, and written out as PNG files.")
+    data.add_argument("dataset", choices=["cifar10"])
+    data.add_argument("--dir", type=Path, default=Path("data"), help="where datasets are kept (default: %(default)s)")
+    data.add_argument("--quiet", action="store_true", help="no progress bars")
+    data.set_defaults(run=_data)
+
     serve = commands.add_parser("serve", help="run the HTTP search service and web page")
     serve.add_argument("--index", type=Path, help="index directory (default: $NAC_HASH_INDEX)")
     serve.add_argument("--checkpoint", type=Path, help="(default: the index's own model)")

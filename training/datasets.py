@@ -167,17 +167,18 @@ def load_cifar10(root: str | Path, image_size: int = 32) -> ImageSet:
     batches = _find_dir(root, lambda d: (d / "data_batch_1").is_file(), ["cifar-10-batches-py"])
     if batches is not None:
         return load_cifar10_batches(batches, image_size)
-    jpegs = _find_dir(root, lambda d: (d / "train").is_dir() and (d / "test").is_dir(), ["CIFAR-10-images"])
-    if jpegs is None:
+    folders = _find_dir(root, lambda d: (d / "train").is_dir() and (d / "test").is_dir(),
+                        ["CIFAR-10-images", "CIFAR-10"])
+    if folders is None:
         raise DatasetError(
             f"{root} holds neither the CIFAR-10 JPEG copy (train/ and test/ class folders) nor the python "
             "batches (data_batch_1 ...); unpack one there, or pass --data-root; "
-            "nac_hash.training.datasets.download_cifar10(ROOT) fetches the original batches"
+            "`nac-hash data cifar10` finds or downloads it"
         )
-    return _load_cifar10_jpeg(jpegs, image_size)
+    return _load_cifar10_folders(folders, image_size)
 
 
-def _load_cifar10_jpeg(root: Path, image_size: int) -> ImageSet:
+def _load_cifar10_folders(root: Path, image_size: int) -> ImageSet:
     files, labels, is_test = [], [], []
     for part in ("train", "test"):
         for label, name in enumerate(CIFAR10_CLASSES):
@@ -191,7 +192,14 @@ def _load_cifar10_jpeg(root: Path, image_size: int) -> ImageSet:
     images, kept, skipped = decode_files(root, files, image_size)
     return ImageSet(images, np.array(labels, dtype=np.int64)[kept], list(CIFAR10_CLASSES),
                     [str(files[i].relative_to(root)) for i in kept], np.array(is_test, dtype=bool)[kept],
-                    skipped, description="CIFAR-10 (JPEG copy)")
+                    skipped, description=cifar10_description(files))
+
+
+def cifar10_description(files: Sequence[Path]) -> str:
+    """"CIFAR-10 (JPEG copy)" where any file is a JPEG (a lossy copy); "CIFAR-10" for lossless files, such as
+    the PNG files written from the original batches (training.cifar10_data)."""
+    lossy = any(f.suffix.lower() in (".jpg", ".jpeg") for f in files)
+    return "CIFAR-10 (JPEG copy)" if lossy else "CIFAR-10"
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -237,14 +245,6 @@ def load_cifar10_batches(root: str | Path, image_size: int = 32) -> ImageSet:
     is_test = np.concatenate([np.full(len(d), n == "test_batch") for n, (d, _) in zip(names, parts, strict=True)])
     return ImageSet(images, np.concatenate([p[1] for p in parts]), list(CIFAR10_CLASSES), paths, is_test,
                     description="CIFAR-10")
-
-
-def download_cifar10(root: str | Path) -> Path:
-    """Fetch and unpack the original CIFAR-10 python batches into ``root`` (for users; tests never call it)."""
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
-    return Path(root) / "cifar-10-batches-py"
 
 
 def load_flickr25k(root: str | Path, image_size: int = 224) -> ImageSet:
