@@ -87,13 +87,18 @@ def _bench_map(args: argparse.Namespace) -> None:
     checkpoints = dict(pair.split("=", 1) for pair in args.checkpoint)
     results = bench_map(args.out, protocol=args.protocol, dataset=args.dataset, data_root=args.root,
                         bits=[int(b) for b in args.bits.split(",")], methods=args.methods.split(","),
-                        checkpoints=checkpoints, split_seed=args.split_seed, device=args.device)
+                        checkpoints=checkpoints, split_seed=args.split_seed, device=args.device,
+                        float_features=args.features, linear=args.linear)
     print(f"{results['dataset']}, protocol {results['protocol']}, split seed {results['split_seed']}")
     print(f"cross-check: {results['cross_check']}")
     for row in results["rows"]:
         check = row["cross_check"]
         print(f"  {row['method']:8s} {row['bits']:3d} bits  {_scores(row)}  "
               f"cross-check ours / scikit-learn {check['ours']:.6f} / {check['sklearn']:.6f}")
+        if "float_map_all" in row:
+            linear = f"  linear accuracy {row['linear_accuracy']:.4f}" if "linear_accuracy" in row else ""
+            print(f"  {'':8s} float features by cosine: mAP@all {row['float_map_all']:.4f}  mAP@1000 "
+                  f"{row['float_map@1000']:.4f}{linear}")
     for skipped in results["skipped"]:
         print(f"  {skipped['method']:8s} {skipped['bits']:3d} bits  skipped: {skipped['reason']}")
     print(f"results, plots and split: {args.out}")
@@ -196,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_map.add_argument("--split-seed", type=int, default=0)
     bench_map.add_argument("--device", default="auto")
     bench_map.add_argument("--out", type=Path, required=True, help="output folder")
+    bench_map.add_argument("--features", action="store_true",
+                           help="also score each learned method's float features ranked by cosine, unhashed")
+    bench_map.add_argument("--linear", action="store_true", help="also fit a logistic-regression classifier on "
+                           "each learned method's frozen features of the training images; report its accuracy "
+                           "on the queries (linear evaluation)")
     bench_map.set_defaults(run=_bench_map)
     add_bench_commands(benchmarks)
     return parser

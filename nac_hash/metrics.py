@@ -85,6 +85,41 @@ def _tie_aware_ap(n: np.ndarray, r: np.ndarray, harmonic: np.ndarray) -> np.ndar
     return np.divide(contribution.sum(axis=1), total_relevant, out=np.zeros(len(n)), where=total_relevant > 0)
 
 
+def _average_precisions(ranked: np.ndarray, map_ks: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """From (Q, N) relevance in ranked order: the running hit counts, each query's AP@all and its AP@k."""
+    hits = np.cumsum(ranked, axis=1)
+    precision = hits / np.arange(1, ranked.shape[1] + 1, dtype=np.float64)
+    total = hits[:, -1]
+    ap = np.divide((precision * ranked).sum(axis=1), total, out=np.zeros(len(total)), where=total > 0)
+    ap_at = {}
+    for k in map_ks:
+        found = hits[:, min(k, ranked.shape[1]) - 1]
+        ap_k = (precision[:, :k] * ranked[:, :k]).sum(axis=1)
+        ap_at[k] = np.divide(ap_k, found, out=np.zeros(len(found)), where=found > 0)
+    return hits, ap, ap_at
+
+
+def cosine_map(query_features: np.ndarray, database_features: np.ndarray, query_labels: np.ndarray,
+               database_labels: np.ndarray, map_ks: Sequence[int] = (1000,), chunk_size: int = 128) -> dict:
+    """mAP@all and mAP@k of float features ranked by cosine similarity (ties in database order), as a
+    reference for what hashing the same features costs."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    queries, database = unit(query_features), unit(database_features)
+    sums = {"map_all": 0.0, **{f"map@{k}": 0.0 for k in map_ks}}
+    for start in range(0, len(queries), chunk_size):
+        similarity = queries[start : start + chunk_size] @ database.T
+        relevant = relevance(query_labels[start : start + chunk_size], database_labels)
+        ranked = np.take_along_axis(relevant, np.argsort(-similarity, axis=1, kind="stable"), axis=1)
+        _, ap, ap_at = _average_precisions(ranked, map_ks)
+        sums["map_all"] += ap.sum()
+        for k in map_ks:
+            sums[f"map@{k}"] += ap_at[k].sum()
+    return {name: float(value / len(queries)) for name, value in sums.items()}
+
+
 def evaluate_retrieval(
     query_codes: np.ndarray,
     database_codes: np.ndarray,
@@ -100,7 +135,6 @@ def evaluate_retrieval(
     num_db = len(database_codes)
     bits = database_codes.shape[1] * 8
     harmonic = _harmonic(num_db)
-    ranks = np.arange(1, num_db + 1, dtype=np.float64)
     sums = {"map_all": 0.0, "tie_aware_map": 0.0}
     map_at = dict.fromkeys(map_ks, 0.0)
     precision_at = dict.fromkeys(precision_ks, 0.0)
@@ -112,17 +146,12 @@ def evaluate_retrieval(
         stop = start + chunk_size
         distance = hamming_distance(query_codes[start:stop], database_codes)
         relevant = relevance(query_labels[start:stop], database_labels)
-        order = np.argsort(distance, axis=1, kind="stable")
-        ranked = np.take_along_axis(relevant, order, axis=1)
-        hits = np.cumsum(ranked, axis=1)
-        precision = hits / ranks
+        ranked = np.take_along_axis(relevant, np.argsort(distance, axis=1, kind="stable"), axis=1)
+        hits, ap, ap_at = _average_precisions(ranked, map_ks)
         total = hits[:, -1]
-        ap = np.divide((precision * ranked).sum(axis=1), total, out=np.zeros(len(total)), where=total > 0)
         sums["map_all"] += ap.sum()
         for k in map_ks:
-            found = hits[:, min(k, num_db) - 1]
-            ap_k = (precision[:, :k] * ranked[:, :k]).sum(axis=1)
-            map_at[k] += np.divide(ap_k, found, out=np.zeros(len(found)), where=found > 0).sum()
+            map_at[k] += ap_at[k].sum()
         for k in precision_ks:
             precision_at[k] += (hits[:, min(k, num_db) - 1] / k).sum()
         items, item_hits = _histograms(distance, relevant, bits)

@@ -124,3 +124,15 @@ def test_a_baseline_too_big_for_a_small_folder_is_skipped_not_fatal(tmp_path, ca
     results = json.loads((bench_out / "results.json").read_text())
     assert [row["method"] for row in results["rows"]] == ["nac", "lsh"]
     assert [(s["method"], s["bits"]) for s in results["skipped"]] == [("itq", 128)]
+
+
+def test_bench_map_scores_float_features_and_linear_accuracy(tmp_path, capsys):
+    root = write_class_folders(tmp_path / "images", classes=3, per_class=40)
+    out = tmp_path / "bench"
+    assert main(["bench", "map", "--dataset", "folder", "--root", str(root), "--methods", "nac,lsh",
+                 "--features", "--linear", "--out", str(out), "--device", "cpu"]) == 0
+    nac, lsh = json.loads((out / "results.json").read_text())["rows"]
+    # The classes differ in colour, which the default model's features keep: far above chance (1/3).
+    assert nac["linear_accuracy"] > 0.9 and nac["float_map_all"] > 0.6
+    assert "float_map_all" not in lsh and "linear_accuracy" not in lsh  # pixel baselines have no features
+    assert "float features by cosine" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nac_hash.codes import pack_bits
-from nac_hash.metrics import evaluate_retrieval, relevance
+from nac_hash.metrics import cosine_map, evaluate_retrieval, relevance
 
 BITS = 16
 
@@ -100,3 +100,15 @@ def test_precision_recall_points_by_radius():
     assert by_radius[1]["precision"] == pytest.approx(2 / 3)
     assert by_radius[1]["recall"] == pytest.approx(1.0)
     assert by_radius[BITS]["precision"] == pytest.approx(0.5)
+
+
+def test_cosine_ranking_of_sign_vectors_equals_the_hamming_ranking():
+    """For +-1 vectors the cosine is 1 - 2 * Hamming / D, so both rankings and their mAP agree exactly."""
+    rng = np.random.default_rng(3)
+    bits = (rng.random((300, 64)) < 0.5).astype(np.uint8)
+    labels = rng.integers(0, 4, 300)
+    codes = pack_bits(bits)
+    hamming = evaluate_retrieval(codes[:50], codes[50:], labels[:50], labels[50:], map_ks=(100,))
+    cosine = cosine_map(bits[:50] * 2.0 - 1, bits[50:] * 2.0 - 1, labels[:50], labels[50:], map_ks=(100,))
+    assert cosine["map_all"] == pytest.approx(hamming.map_all, abs=1e-12)
+    assert cosine["map@100"] == pytest.approx(hamming.map_at[100], abs=1e-12)

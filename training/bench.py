@@ -27,7 +27,7 @@ from nac_hash.baselines import ITQ, NotEnoughDataError
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
-from nac_hash.metrics import relevance
+from nac_hash.metrics import cosine_map, relevance
 from nac_hash.provenance import provenance
 from nac_hash.training.config import CIFAR10_ROOT
 from nac_hash.training.datasets import ImageSet
@@ -115,12 +115,36 @@ class CodeLengthError(ValueError):
     """A checkpoint's codes have another length than the one asked for."""
 
 
-def _method_codes(method: str, length: int, models: dict, data: ImageSet, split: Split, seed: int) -> np.ndarray:
+def linear_accuracy(features: np.ndarray, data: ImageSet, split: Split, seed: int = 0) -> float:
+    """Linear evaluation: a logistic-regression classifier fitted on the frozen features of the training
+    images (with their labels), scored by its accuracy on the query images."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if data.labels.ndim != 1:
+        raise ValueError("linear evaluation needs single-label data")
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    classifier.fit(features[split.train], data.labels[split.train])
+    return float(classifier.score(features[split.query], data.labels[split.query]))
+
+
+def feature_scores(features: np.ndarray, data: ImageSet, split: Split, linear: bool, seed: int) -> dict:
+    """What a learned method's float features score without hashing: cosine mAP, and linear accuracy if asked."""
+    ranked = cosine_map(features[split.query], features[split.database], data.labels[split.query],
+                        data.labels[split.database])
+    scores = {"float_map_all": ranked["map_all"], "float_map@1000": ranked["map@1000"]}
+    if linear:
+        scores["linear_accuracy"] = linear_accuracy(features, data, split, seed)
+    return scores
+
+
+def _method_codes(method: str, length: int, models: dict, features: dict, data: ImageSet, split: Split,
+                  seed: int) -> np.ndarray:
     """Packed ``length``-bit codes of every image by ``method``: a checkpoint's own codes, ITQ on a feature
-    method's embeddings, or a pixel baseline fitted on the training split."""
+    method's embeddings (``features``), or a pixel baseline fitted on the training split."""
     if method in FEATURE_METHODS:
-        features = embed_images(models[method][0], data.images, progress=True)
-        return ITQ(length, seed=seed).fit(features[split.train]).encode(features)
+        return ITQ(length, seed=seed).fit(features[method][split.train]).encode(features[method])
     if method in METHODS:
         model, _ = models[method]
         if model.config.bits != length:
@@ -129,14 +153,17 @@ def _method_codes(method: str, length: int, models: dict, data: ImageSet, split:
     return BASELINES[method](data, split, length, seed)
 
 
+
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
               data_root: str = CIFAR10_ROOT, bits: Sequence[int] = (128,),
               methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
-              split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500) -> dict:
+              split_seed: int = 0, device: str = "auto", cross_check_queries: int = 500,
+              float_features: bool = False, linear: bool = False) -> dict:
     """Score every method at every code length on one split; write the table, plots and cross-check.
 
     The protocol defaults to the dataset's (cifar10-nac for cifar10, flickr25k for flickr25k, folder for a
-    folder).
+    folder). With ``float_features``, each learned method's row also scores its backbone features ranked by
+    cosine (``float_map_all``, ``float_map@1000``); with ``linear``, their linear-evaluation accuracy.
     """
     _check_methods(methods)
     started = time.perf_counter()
@@ -152,17 +179,21 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     scoring = load_scoring_data(dataset, data_root, protocol or default_protocol(dataset), split_seed, image_size)
     data, split, spec = scoring.data, scoring.split, scoring.protocol
     save_split(split, out_dir / "split.npz")
+    read_features = [m for m in models if m in FEATURE_METHODS or float_features or linear]
+    features = {m: embed_images(models[m][0], data.images, progress=True) for m in read_features}
 
     rows, skipped = [], []
     for method in methods:
         for length in sorted({baseline_bits(method, b) for b in bits}):
             try:
-                codes = _method_codes(method, length, models, data, split, split_seed)
+                codes = _method_codes(method, length, models, features, data, split, split_seed)
             except (NotEnoughDataError, CodeLengthError) as e:
                 logger.warning("skipping %s at %d bits: %s", method, length, e)
                 skipped.append({"method": method, "bits": length, "reason": str(e)})
                 continue
             row = {"method": method, "bits": length, **score_codes(codes, data, split, spec.map_k)}
+            if method in models and (float_features or linear):
+                row.update(feature_scores(features[method], data, split, linear, split_seed))
             first = dataclasses.replace(split, query=split.query[:cross_check_queries])
             row["cross_check"] = {"ours": score_codes(codes, data, first, spec.map_k)["map_all"],
                                   "sklearn": sklearn_map(codes, data, split, cross_check_queries)}
