@@ -297,9 +297,9 @@ def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOpti
     started = time.perf_counter()
     store = IndexStore(index_dir)
     try:
-        model = store.load_model(options.checkpoint, options.device)
+        model, model_sha256 = store.load_model(options.checkpoint, options.device)
         files = find_files(folders)
-        with store.writing():
+        with store.writing(model_sha256):
             report, _ = add_files(store, model, files, options, store.load_index()[0])
         return _finish(report, store.dir, started)
     finally:

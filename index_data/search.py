@@ -18,6 +18,7 @@ object is made only for a hit that is read.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,16 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nac_hash.checkpoint import CheckpointError
 from nac_hash.codes import pack_codes, unpack_bits
+from nac_hash.errors import NacHashError
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from nac_hash.index_data.backends import CodeIndex
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.index import set_threads
 from nac_hash.index_data.item_table import ItemTable
 from nac_hash.index_data.search_params import SearchParams
-from nac_hash.index_data.store import IndexStore
+from nac_hash.index_data.store import CheckpointMismatchError, IndexStore
 from nac_hash.inference import code_logits
 from nac_hash.models import HashingModel
+
+logger = logging.getLogger(__name__)
 
 TIE_OVERFETCH = 4
 _GOLDEN = 0x9E3779B97F4A7C15  # multiplier of Fibonacci hashing: spreads consecutive ids
@@ -109,24 +114,30 @@ def code_to_hex(code: np.ndarray) -> str:
     return bytes(np.asarray(code, dtype=np.uint8)).hex()
 
 
+class IndexUnusableError(NacHashError):
+    """The index was rebuilt with a model this searcher cannot load: its queries would get the wrong codes."""
+
+
 class Searcher:
     """Search one index directory.
 
     Args:
         store: the opened index directory.
-        model: encodes query images (may be None for code-only search).
+        model: encodes query images (may be None for code-only search), with its weights' sha256.
         index: the FAISS index of the catalog's ``state``.
         state: the catalog state ``index`` was loaded at.
         ids: the item ids of that state, where already read (IndexStore.load_index); None reads them.
     """
 
-    def __init__(self, store: IndexStore, model: HashingModel | None, index: CodeIndex, state: str,
+    def __init__(self, store: IndexStore, model: tuple[HashingModel, str] | None, index: CodeIndex, state: str,
                  ids: np.ndarray | None = None) -> None:
         self.store = store
-        self.model = model
+        self.model, self.model_sha256 = model or (None, None)
         self.table = ItemTable.empty().synced(store.catalog, ids)
         self.index = index
         self.state = state
+        self.unusable: str | None = None  # why searches are refused, after a rebuild with another model
+        self._retired: IndexStore | None = None  # the store a rebuild replaced, closed at the next one
         self._reload = threading.Lock()
 
     @classmethod
@@ -143,16 +154,48 @@ class Searcher:
     def bits(self) -> int:
         return self.store.bits
 
+    def close(self) -> None:
+        for store in (self.store, self._retired):
+            if store is not None:
+                store.close()
+
     def refresh(self) -> bool:
-        """Reload the index if another writer committed a new state or built a new index; True when it did."""
+        """Reload the index if another writer committed a new state or built a new index; True when it did.
+
+        A new build may have used another model: its recorded model is loaded in place of this one. Where it
+        cannot be, searches are refused (:class:`IndexUnusableError`) until a build with a loadable model.
+        """
         with self._reload:
             if self.store.replaced():
-                # A fresh build: open the new catalog. The old one is left to searches still using it.
-                self.store = IndexStore(self.store.dir)
+                store = IndexStore(self.store.dir)
+                self._follow_model(store)
+                # Searches still reading the old catalog finish on it; it is closed at the next rebuild.
+                if self._retired is not None:
+                    self._retired.close()
+                self._retired, self.store = self.store, store
             elif self.store.catalog.refresh_meta()["state"] == self.state:
                 return False
             self._serve(*self.store.load_index(params=self.index.params))
             return True
+
+    def _follow_model(self, store: IndexStore) -> None:
+        """Load the model ``store``'s index was built with, if it is not the one loaded; else mark it unusable."""
+        built_with = store.meta["checkpoint_sha256"]
+        if self.model is None or built_with == self.model_sha256:
+            self.unusable = None
+            return
+        try:
+            self.model, self.model_sha256 = store.load_model(device=next(self.model.parameters()).device)
+            self.unusable = None
+            logger.warning("%s was rebuilt with another model; now encoding queries with %s", store.dir,
+                           store.meta["checkpoint_path"])
+        except (CheckpointMismatchError, CheckpointError) as e:
+            self.unusable = f"the index was rebuilt with a model that cannot be loaded here: {e}"
+            logger.error("%s", self.unusable)
+
+    def check_usable(self) -> None:
+        if self.unusable is not None:
+            raise IndexUnusableError(self.unusable)
 
     def swap(self, index: CodeIndex, state: str) -> None:
         """Serve ``index`` (of catalog ``state``) from now on; searches already running finish on the old one."""
@@ -176,6 +219,7 @@ class Searcher:
 
     def embed(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits) real-valued pre-activations; their signs are the codes."""
+        self.check_usable()
         return code_logits(self._model(), np.asarray(images, dtype=np.uint8))
 
     def _model(self) -> HashingModel:
@@ -190,6 +234,7 @@ class Searcher:
         ``logits``, the queries' pre-activations (:meth:`embed`; a row of NaN for a query given as a code),
         order hits at equal distance.
         """
+        self.check_usable()
         index, table = self.index, self.table  # in this order: see _serve
         query_logits = _usable_logits(logits, len(codes))
         scored = np.array([q is not None for q in query_logits], dtype=bool)
@@ -208,6 +253,7 @@ class Searcher:
 
     def radius_search(self, codes: np.ndarray, radius: int, logits: np.ndarray | None = None) -> list[Hits]:
         """Every item within Hamming distance ``radius`` of each query code, nearest first."""
+        self.check_usable()
         index, table = self.index, self.table
         return [Hits(*self._ordered(d, i, q_logits), table)
                 for (d, i), q_logits in zip(index.range_search(codes, radius), _usable_logits(logits, len(codes)),

@@ -123,19 +123,21 @@ class IndexStore:
                 "would not be comparable. Pass the index's checkpoint, or rebuild the index with this one.")
 
     def load_model(self, checkpoint: str | Path | None = None,
-                   device: str | torch.device = "cpu") -> HashingModel:
-        """The model that encodes queries for this index: ``checkpoint`` if given, else the one it was built with.
+                   device: str | torch.device = "cpu") -> tuple[HashingModel, str]:
+        """The model that encodes queries for this index, with its weights' sha256: ``checkpoint`` if given,
+        else the one it was built with.
 
         Raises:
             CheckpointMismatchError: the checkpoint's weights differ from the index's.
         """
         if checkpoint is not None:
-            self.check_checkpoint(read_sidecar(checkpoint)["weights_sha256"], str(checkpoint))
-            return load_checkpoint(checkpoint, device)[0]
+            sha256 = read_sidecar(checkpoint)["weights_sha256"]
+            self.check_checkpoint(sha256, str(checkpoint))
+            return load_checkpoint(checkpoint, device)[0], sha256
         for candidate in (Path(self.meta["checkpoint_path"]), default_checkpoint()):
             try:
                 if read_sidecar(candidate)["weights_sha256"] == self.meta["checkpoint_sha256"]:
-                    return load_checkpoint(candidate, device)[0]
+                    return load_checkpoint(candidate, device)[0], self.meta["checkpoint_sha256"]
             except CheckpointError:
                 continue
         raise CheckpointMismatchError(
@@ -180,10 +182,20 @@ class IndexStore:
         return build_index(codes, ids, index_type or self.meta["index_type"], self.bits, params, paths, labels)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the directory's write lock: the catalog cannot change under this writer until it commits."""
+    def writing(self, model_sha256: str | None = None) -> Iterator[None]:
+        """Hold the directory's write lock: the catalog cannot change under this writer until it commits.
+
+        Raises:
+            IndexDirError: a build replaced the index while this writer waited (its catalog is another now).
+            CheckpointMismatchError: ``model_sha256``, the weights of the codes to be written, is not the model
+                the index was built with.
+        """
         with write_lock(self.dir):
+            if self.replaced():
+                raise IndexDirError(f"{self.dir} was rebuilt while this command waited to write; run it again")
             self.catalog.refresh_meta()
+            if model_sha256 is not None:
+                self.check_checkpoint(model_sha256, "the model these codes come from")
             yield
 
     @contextmanager

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
 from nac_hash.index_data.catalog import ItemNotFoundError
+from nac_hash.index_data.search import IndexUnusableError
 from nac_hash.service.guard import RequestGuard
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.routes import items, ops, search
@@ -45,6 +46,7 @@ def add_error_handlers(app: FastAPI) -> None:
             status, type(e).__name__, str(e)))
     app.add_exception_handler(WriterBusyError, lambda request, e: _problem(
         503, "WriterBusyError", str(e), headers={"Retry-After": "1"}))
+    app.add_exception_handler(IndexUnusableError, lambda request, e: _problem(503, "IndexUnusableError", str(e)))
     # Starlette's own 404, 405 and 400 (a malformed multipart body) too, not only the routes' HTTPExceptions.
     app.add_exception_handler(StarletteHTTPException, lambda request, e: _problem(
         e.status_code, "HTTPException", str(e.detail)))

@@ -63,7 +63,7 @@ class SearchService:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
-        self.searcher.store.close()
+        self.searcher.close()
 
     def refresh_due(self) -> bool:
         """Whether refresh_s has passed since the last check for changes other processes (the CLI) committed;
@@ -166,6 +166,8 @@ class SearchService:
         return file
 
     def status(self) -> dict:
+        """Items, bits and index type; raises IndexUnusableError while the index's model cannot be loaded."""
+        self.searcher.check_usable()
         return {"items": self.searcher.index.ntotal, "bits": self.bits,
                 "index_type": self.searcher.store.meta["index_type"]}
 
@@ -177,11 +179,16 @@ class SearchService:
         item always has its file.
         """
         self._check_writable()
-        code = pack_codes(self.embed(self.decode(data)))[0]
+        pixels = self.decode(data)
+        encoded_with = self.searcher.model_sha256
+        code = pack_codes(self.embed(pixels))[0]
         digest = hashlib.sha256(data).hexdigest()
         uploads = self.settings.uploads.resolve()
         path = uploads / f"{digest[:24]}{image_extension(data)}"
         with self._writing() as store:
+            if self.searcher.model_sha256 != encoded_with:  # a rebuild with another model, caught up with above
+                code = pack_codes(self.searcher.embed([pixels]))[0]
+            store.check_checkpoint(self.searcher.model_sha256, "the service's model")
             known = store.catalog.ids_for_files([path])
             if path not in known:
                 with atomic_path(path) as tmp:
