@@ -89,8 +89,15 @@ def find_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     return found
 
 
+def printable(path: Path) -> str:
+    """``path`` as text that can be printed and stored: bytes that are not UTF-8 written as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, options: IndexOptions) -> _Read:
     relative = str(file.relative_to(root))
+    if printable(file.relative_to(root)) != relative:
+        return _Read(skip_reason="the file name is not valid UTF-8 (the catalog stores UTF-8 names); rename it")
     try:
         mtime_ns = file.stat().st_mtime_ns
         data = read_file(file, options.max_bytes)
@@ -140,8 +147,8 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
                     changed.append((r.existing_id, item))
             for (root, file), r in zip(chunk, reads, strict=True):
                 if r.skip_reason is not None:
-                    logger.warning("skipping %s: %s", file, r.skip_reason)
-                    report.skipped.append((str(file.relative_to(root)), r.skip_reason))
+                    logger.warning("skipping %s: %s", printable(file), r.skip_reason)
+                    report.skipped.append((printable(file.relative_to(root)), r.skip_reason))
                 elif r.item is None:
                     report.unchanged += 1
             bar.update(len(chunk))

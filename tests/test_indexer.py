@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,8 @@ from nac_hash.index_data.store import IndexDirError, IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
-             "notes.png": "not a readable image", "bomb.png": "more than the limit", "strip.png": "times longer"}
+             "notes.png": "not a readable image", "bomb.png": "more than the limit", "strip.png": "times longer",
+             "bad\\xff.png": "not valid UTF-8"}  # a file name of bytes that are not UTF-8, as the report prints it
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def add_bad_files(folder: Path) -> None:
     Image.new("L", (1, 300_000)).save(folder / "strip.png")  # 661 bytes that once decoded into 2.3 GB
     (folder / "readme.txt").write_text("ignored: not an image extension")
     (folder / "UPPER.PNG").write_bytes(good)
+    (folder / os.fsdecode(b"bad\xff.png")).write_bytes(good)
 
 
 def all_codes(index_dir: Path) -> tuple[np.ndarray, np.ndarray]:
