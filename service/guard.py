@@ -4,8 +4,9 @@ A pure ASGI middleware, so that it sees the request before FastAPI parses (and, 
 body. The limit counts the bytes as they arrive, whatever the transfer encoding: a chunked body without a
 Content-Length is cut off at the first chunk past the limit. Writes (POST/PUT/PATCH/DELETE under /items)
 need the API key when one is set, are refused without one unless the service listens on loopback only or the
-operator allowed it (``NAC_HASH_ALLOW_OPEN_WRITES``), and are refused from another site's page (a browser
-sends an Origin header that does not match the Host).
+operator allowed it (``NAC_HASH_ALLOW_OPEN_WRITES``), and are refused where the Host header names a host
+this server was not started for (DNS rebinding: another site's name pointed at this address) or from another
+site's page (a browser sends an Origin header that does not match the Host).
 """
 
 from __future__ import annotations
@@ -37,8 +38,20 @@ def body_limit(settings: Settings) -> int:
     return settings.max_upload_bytes * 4 // 3 + 16 * 1024
 
 
+def host_name(host: str) -> str:
+    """A Host header without its port, lower case: ``[::1]:8000`` -> ``::1``, ``Example.com:80`` -> ``example.com``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def write_refusal(settings: Settings, headers: Headers) -> tuple[int, str] | None:
     """(status, reason) when this request may not write, None when it may."""
+    host = host_name(headers.get("host", ""))
+    if host not in settings.write_hosts:
+        return 403, (f"writes must name a host this server serves (Host {host or 'missing'!r} is not one of "
+                     f"{', '.join(sorted(settings.write_hosts))}); add it to NAC_HASH_ALLOWED_HOSTS")
     key = settings.api_key
     if key is None and not settings.open_writes:
         return 403, ("writes are disabled: the service listens beyond loopback without an API key; set "

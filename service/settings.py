@@ -6,15 +6,17 @@ Search-time knobs nest under ``NAC_HASH_SEARCH__`` (``NAC_HASH_SEARCH__NPROBE=32
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nac_hash.images import DEFAULT_MAX_PIXELS
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.service.schemas import MAX_K
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,10 @@ class Settings(BaseSettings):
         port: port `nac-hash serve` binds.
         allow_open_writes: let writes through without an API key on a non-loopback address (on loopback
             they always are).
+        allowed_hosts: host names (the Host header without its port) writes may name besides the loopback
+            names and ``host``, for example the name a reverse proxy serves; comma-separated in the
+            environment (``NAC_HASH_ALLOWED_HOSTS=search.example.com``). Any other Host is refused before a
+            write, which defeats DNS rebinding (a page of evil.example whose name now points at 127.0.0.1).
         writer_wait_s: how long a write waits for the index's writer lock before it gets 503.
         max_upload_bytes: larger uploads get 413.
         max_pixels: larger images get 422 (decompression bombs).
@@ -51,6 +57,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     allow_open_writes: bool = False
+    allowed_hosts: Annotated[list[str], NoDecode] = []
     writer_wait_s: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=20 * 2**20, gt=0)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
@@ -68,6 +75,18 @@ class Settings(BaseSettings):
         if key is not None and not key.get_secret_value():
             raise ValueError("NAC_HASH_API_KEY is empty; set a key, or unset it")
         return key
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, hosts: str | list[str]) -> list[str]:
+        names = hosts.split(",") if isinstance(hosts, str) else hosts
+        return [name.strip().lower() for name in names if name.strip()]
+
+    @property
+    def write_hosts(self) -> frozenset[str]:
+        """The host names a write's Host header may name: loopback, the bound address, ``allowed_hosts``."""
+        bound = set() if self.host in WILDCARD_HOSTS else {self.host.lower()}
+        return LOOPBACK_HOSTS | bound | set(self.allowed_hosts)
 
     @property
     def open_writes(self) -> bool:

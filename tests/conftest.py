@@ -3,11 +3,15 @@ CIFAR-10 JPEGs."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 from helpers import CIFAR_ARCHIVE, write_class_folders
+
+# Starlette's TestClient sends "Host: testserver"; the service refuses writes naming hosts it does not serve.
+os.environ.setdefault("NAC_HASH_ALLOWED_HOSTS", "testserver")
 
 
 @pytest.fixture

@@ -96,6 +96,26 @@ def test_write_policy(index):
         assert client.delete("/items/1", headers={"X-API-Key": "s\xe9cret".encode("latin-1")}).status_code == 401
 
 
+def test_writes_naming_a_host_the_server_does_not_serve_are_refused(index):
+    """DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1, posts to the loopback service."""
+    upload = {"image": ("a.png", png((10, 200, 30)), "image/png")}
+    settings = Settings(index=index, allowed_hosts=[])
+    with TestClient(create_app(settings), base_url="http://evil.example:8000") as client:
+        rebound = client.post("/items", files=upload, headers={"Origin": "http://evil.example:8000"})
+        assert rebound.status_code == 403 and "NAC_HASH_ALLOWED_HOSTS" in rebound.json()["detail"]
+        assert client.post("/search", json={"code": "00" * 16}).status_code == 200  # reads stay open
+        for host in ("", "127.0.0.1.evil.example", "localhost.:8000"):
+            assert client.post("/items", files=upload, headers={"Host": host}).status_code == 403, host
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+            assert client.post("/items", files=upload, headers={"Host": host}).status_code == 201, host
+    proxied = Settings(index=index, host="0.0.0.0", api_key="k", allowed_hosts="search.example.com, Other.org")
+    assert proxied.write_hosts == {"127.0.0.1", "localhost", "::1", "search.example.com", "other.org"}
+    with TestClient(create_app(proxied), base_url="http://search.example.com") as client:
+        assert client.post("/items", files=upload, headers={"X-API-Key": "k"}).status_code == 201
+        unnamed = client.post("/items", files=upload, headers={"X-API-Key": "k", "Host": "10.0.0.5:8000"})
+        assert unnamed.status_code == 403  # a proxy that does not say which host it serves
+
+
 def test_delete_racing_a_post_of_the_same_bytes_never_loses_a_file(client, index):
     data = png((200, 60, 60), seed=3)
     files = {"image": ("red.png", data, "image/png")}
