@@ -39,21 +39,21 @@ CIFAR10_ROOT = "data/CIFAR-10-images"  # where the quickstart unpacks the CIFAR-
 # the pre-activations stay crowded, while the backbone's features already rank well (the code readouts in
 # benchmarks/results/cpu/COMMANDS.md: 0.238 mAP@all against 0.182 on the 30-minute CIFAR-10 folder run).
 # Read that way, crops down to 25% beat crops down to 50% and the paper's 8% on the digits (three seeds each).
+#
+# ``view_share`` is the side of the training views as a share of --image-size, where --view-size is not given.
+# On a CPU, views of 24 of the 32 pixels train at 1.75x the images/s and, after the same 150 epochs on
+# cifar10-nac, scored higher than full-size ones (benchmarks/results/cpu/COMMANDS.md, "Smaller training
+# views"); the GPU recipe keeps the paper's full-size views.
 RECIPES = {
     "gpu": {"arch": "vgg16_bn", "batch_size": 1000, "flip_probability": 0.4, "crop_scale_min": 0.08,
-            "fit_rotation": "none"},
+            "fit_rotation": "none", "view_share": 1.0},
     "cpu": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.25, "crop_scale_min": 0.08,
-            "fit_rotation": "none"},
+            "fit_rotation": "none", "view_share": 0.75},
     # A folder's runs are minutes long: on a GPU the paper's recipe collapsed the 8x8 digits to one code in a
     # minute, where this one keeps them apart (benchmarks/results/gpu-h200/COMMANDS.md).
     "folder": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.1, "crop_scale_min": 0.25,
-               "fit_rotation": "features"},
+               "fit_rotation": "features", "view_share": 0.75},
 }
-# The side of the training views as a share of --image-size, where --view-size is not given. On a CPU, views of
-# 24 of the 32 pixels train at 1.75x the images/s and, after the same 150 epochs on cifar10-nac, scored higher
-# than full-size ones (benchmarks/results/cpu/COMMANDS.md, "Smaller training views"); the GPU recipe
-# keeps the paper's full-size views.
-VIEW_SHARES = {"gpu": 1.0, "cpu": 0.75, "folder": 0.75}
 FIT_ROTATIONS = ("none", *ROTATION_INPUTS)
 
 
@@ -101,7 +101,7 @@ class TrainConfig(AugmentOptions):
         bits: code length, a multiple of 8 from 16 to 256.
         image_size: input size in pixels (images are centre-cropped square and resized).
         view_size: size in pixels of the training views (the random resized crops); None takes the recipe's
-            share of --image-size (VIEW_SHARES: three quarters on a CPU and for a folder, all of it on a GPU).
+            share of --image-size (RECIPES: three quarters on a CPU and for a folder, all of it on a GPU).
             The model still encodes images at --image-size: smaller views cost less per step, and with random
             resized crops a network trained on them ranks full-size images as well or better (Touvron et al.,
             "Fixing the train-test resolution discrepancy", NeurIPS 2019).
@@ -193,9 +193,13 @@ class TrainConfig(AugmentOptions):
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        for name, value in RECIPES[self.recipe()].items():
+        recipe = dict(RECIPES[self.recipe()])
+        view_share = recipe.pop("view_share")
+        for name, value in recipe.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.view_size is None:
+            self.view_size = max(16, round(view_share * self.image_size))
         if self.protocol is None:
             self.protocol = default_protocol(self.dataset) if self.dataset in LOADERS else "cifar10-nac"
         choices = {"dataset": LOADERS, "protocol": PROTOCOLS, "method": METHODS, "arch": ARCHITECTURES,
@@ -203,8 +207,6 @@ class TrainConfig(AugmentOptions):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.view_size is None:
-            self.view_size = max(16, round(VIEW_SHARES[self.recipe()] * self.image_size))
         positive = ("epochs", "batch_size", "lr", "image_size", "checkpoint_every", "eval_queries")
         for name in positive:
             if getattr(self, name) <= 0:
