@@ -208,10 +208,10 @@ class Searcher:
         self.table = self.table.synced(self.store.catalog, ids)
         self.index, self.state = index, state
 
-    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+               max_decoded_bytes: int | None = None) -> np.ndarray:
         """Encoded image bytes -> the model's (S, S, 3) uint8 input (raises InvalidImageError)."""
-        return decode_image(data, self._model().config.image_size, max_pixels, max_bytes)
+        return decode_image(data, self._model().config.image_size, max_pixels, max_bytes, max_decoded_bytes)
 
     def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits / 8) packed codes."""

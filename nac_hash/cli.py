@@ -111,16 +111,14 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from nac_hash.service.app import create_app
+    from nac_hash.service.server import serve
     from nac_hash.service.settings import Settings
 
     overrides = {"index": args.index, "checkpoint": args.checkpoint, "threads": args.threads,
                  "mmap": args.mmap or None, "host": args.host, "port": args.port,
                  "allow_open_writes": args.allow_open_writes or None}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    serve(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

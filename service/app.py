@@ -49,7 +49,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IndexUnusableError, lambda request, e: _problem(503, "IndexUnusableError", str(e)))
     # Starlette's own 404, 405 and 400 (a malformed multipart body) too, not only the routes' HTTPExceptions.
     app.add_exception_handler(StarletteHTTPException, lambda request, e: _problem(
-        e.status_code, "HTTPException", str(e.detail)))
+        e.status_code, "HTTPException", str(e.detail), headers=e.headers))  # e.g. Allow on 405
     app.add_exception_handler(RequestValidationError, lambda request, e: _problem(
         422, "RequestValidationError", "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
                                                  for err in e.errors())))
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.service = None
     app.add_middleware(RequestGuard, settings=settings)  # body limit and write policy, before any body is read
-    app.middleware("http")(metrics.middleware)  # outermost: refused requests are counted too
+    app.add_middleware(metrics.middleware)  # outermost: refused requests are counted too
     add_error_handlers(app)
 
     for routes in (search.router, items.router, ops.router):

@@ -6,15 +6,18 @@ Content-Length is cut off at the first chunk past the limit. Writes (POST/PUT/PA
 need the API key when one is set, are refused without one unless the service listens on loopback only or the
 operator allowed it (``NAC_HASH_ALLOW_OPEN_WRITES``), and are refused where the Host header names a host
 this server was not started for (DNS rebinding: another site's name pointed at this address) or from another
-site's page (a browser sends an Origin header that does not match the Host).
+site's page (a browser sends an Origin header that does not match the Host). A body must arrive whole
+within ``body_timeout_s``; a refused body closes the connection instead of being read to its end.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,12 +28,22 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WRITE_PREFIX = "/items"
 
 
+CLOSE = {"Connection": "close"}  # after a refused body: the connection is closed rather than read to its end
+
+
 class BodyTooLargeError(HTTPException):
     """Raised from ``receive`` once the body passes the limit (an HTTPException, so FastAPI's body parsing
     passes it on instead of turning it into a 400)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is over the limit of {limit:,} bytes")
+        super().__init__(413, f"request body is over the limit of {limit:,} bytes", headers=CLOSE)
+
+
+class BodyTimeoutError(HTTPException):
+    """Raised from ``receive`` when the body has not arrived whole within the deadline (a slow client)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s", headers=CLOSE)
 
 
 def body_limit(settings: Settings) -> int:
@@ -66,10 +79,11 @@ def write_refusal(settings: Settings, headers: Headers) -> tuple[int, str] | Non
     return None
 
 
-async def send_problem(send: Send, status: int, error: str, detail: str) -> None:
+async def send_problem(send: Send, status: int, error: str, detail: str, close: bool = False) -> None:
     body = json.dumps({"error": error, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": headers + ([(b"connection", b"close")] if close else [])})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -92,16 +106,25 @@ class RequestGuard:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
             await send_problem(send, 413, "RequestTooLarge", f"request body of {int(length):,} bytes is over "
-                               f"the limit of {self.limit:,}")
+                               f"the limit of {self.limit:,}", close=True)
             return
-        received = 0
+        received, whole = 0, False
+        deadline = time.monotonic() + self.settings.body_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            """The body, cut off past the limit or the deadline; after it, the connection's end as it comes."""
+            nonlocal received, whole
+            if whole:
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
+            except TimeoutError as e:
+                raise BodyTimeoutError(self.settings.body_timeout_s) from e
             received += len(message.get("body", b""))
             if received > self.limit:
                 raise BodyTooLargeError(self.limit)
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)

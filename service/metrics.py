@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -24,16 +24,33 @@ class Metrics:
         self.stage_seconds = Histogram("nac_hash_stage_seconds", "time per stage of a search: decode, encode, "
                                        "search", ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
 
-    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        # Labels come from fixed sets, whatever a client sends: route templates, not raw paths, and known methods.
-        route = request.scope.get("route")
-        name = route.path if route is not None else "unmatched"
-        method = request.method if request.method in HTTP_METHODS else "other"
-        self.requests.labels(method, name, str(response.status_code)).inc()
-        self.latency.labels(method, name).observe(time.perf_counter() - start)
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """A pure ASGI middleware counting every request (refused ones too) and its latency. Not Starlette's
+        BaseHTTPMiddleware, which hides a client's disconnect from the routes (a batch could not stop)."""
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start, status = time.perf_counter(), "500"
+
+            async def send_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = str(message["status"])
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                # Labels come from fixed sets, whatever a client sends: route templates, not raw paths, and
+                # known methods.
+                route = scope.get("route")
+                name = route.path if route is not None else "unmatched"
+                method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+                self.requests.labels(method, name, status).inc()
+                self.latency.labels(method, name).observe(time.perf_counter() - start)
+
+        return counted
 
     def response(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

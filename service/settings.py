@@ -5,6 +5,7 @@ Search-time knobs nest under ``NAC_HASH_SEARCH__`` (``NAC_HASH_SEARCH__NPROBE=32
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,16 @@ class Settings(BaseSettings):
         writer_wait_s: how long a write waits for the index's writer lock before it gets 503.
         max_upload_bytes: larger uploads get 413.
         max_pixels: larger images get 422 (decompression bombs).
+        max_decoded_bytes: images whose decoding would take more memory get 422 (JPEGs count at the reduced
+            scale they decode at; other formats decode whole). The model reads 32 x 32 pixels.
+        decode_slots: images decoded at once (default: the cores); more requests wait for a slot.
+        max_batch_hits: the most hits one /search/batch may ask for (k x queries), which bounds its response.
+        header_timeout_s: a connection whose request head is not whole this long after it opened (or after
+            its previous response) is closed (slowloris).
+        body_timeout_s: a request body not whole this long after its head gets 408 and the connection closes.
+        max_connections: open connections and requests at once; past them a request gets 503 (uvicorn's
+            limit_concurrency).
+        keep_alive_s: how long an idle keep-alive connection stays open.
         max_k: the largest k a search may ask for (at most the API schema's 1,000).
         refresh_s: how often searches check for changes that another process (the CLI) committed.
         batch_queries: encode the query images of concurrent requests in one forward pass (service.batcher).
@@ -61,6 +72,13 @@ class Settings(BaseSettings):
     writer_wait_s: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=20 * 2**20, gt=0)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
+    max_decoded_bytes: int = Field(default=32 * 2**20, gt=0)
+    decode_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_batch_hits: int = Field(default=25_000, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0)
     max_k: int = Field(default=MAX_K, ge=1, le=MAX_K)
     refresh_s: float = Field(default=1.0, gt=0)
     batch_queries: bool = True

@@ -55,6 +55,7 @@ class SearchService:
                                       params=settings.search, threads=settings.threads)
         self._writer = threading.Lock()
         self._waiting = threading.BoundedSemaphore(MAX_WAITING_WRITES)
+        self._decoding = threading.BoundedSemaphore(settings.decode_slots)
         self._checked = time.monotonic()
         self._batcher = QueryBatcher(lambda images: self.searcher.embed(images)) if settings.batch_queries else None
         if not settings.mmap:
@@ -79,7 +80,11 @@ class SearchService:
         self.searcher.refresh()
 
     def decode(self, data: bytes) -> np.ndarray:
-        return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes)
+        """Image bytes -> the model's input; at most ``decode_slots`` at once, so that the memory of decoding
+        is bounded by the slots times ``max_decoded_bytes``, however many requests arrive together."""
+        with self._decoding:
+            return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes,
+                                        self.settings.max_decoded_bytes)
 
     def _check_writable(self) -> None:
         if self.settings.mmap:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageOps
 
-from nac_hash.images import InvalidImageError, decode_image, list_images, square_image
+from nac_hash.images import InvalidImageError, centre_square, decode_image, list_images, square_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -163,3 +165,46 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "images")], capture_output=True, text=True,
                             check=True)
     assert float(result.stdout.strip().splitlines()[-1]) < 50
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "1"])
+@pytest.mark.parametrize("shape", [(500, 400), (97, 300), (33, 33), (2000, 150)])
+def test_resizing_before_converting_keeps_the_pixels(mode, shape):
+    """square_image resizes RGB and grayscale images as they are: the very pixels of converting first."""
+    rng = np.random.default_rng(sum(shape))
+    image = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).convert(mode)
+    converted = image.convert("RGB")
+    expected = converted.resize((32, 32), Image.Resampling.BILINEAR, box=centre_square(*converted.size),
+                                reducing_gap=3.0)
+    np.testing.assert_array_equal(square_image(image, 32), np.asarray(expected))
+
+
+def png_rgba16(width: int, height: int) -> bytes:
+    """A 16-bit RGBA PNG of zeros (PIL cannot write one): a few bytes a row once compressed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"".join(b"\0" + bytes(8 * width) for _ in range(height)), 9)
+    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_bombs_under_the_pixel_limit_are_refused_from_the_header():
+    """Images under the 50 MP limit whose decoding would cost hundreds of MB: each refused before decoding."""
+    bombs = {
+        "lossless WebP 7000 x 7000": encoded(Image.new("RGB", (7000, 7000)), "WEBP", lossless=True),
+        "1-bit PNG 7000 x 7000": encoded(Image.new("1", (7000, 7000)), "PNG"),
+        "1-bit PNG 1250 x 40000": encoded(Image.new("1", (1250, 39_999)), "PNG"),
+        "RGBA16 PNG 4000 x 4000": png_rgba16(4000, 4000),
+    }
+    for name, data in bombs.items():
+        assert len(data) < 400_000, name
+        with pytest.raises(InvalidImageError, match=r"pixels a byte|to decode"):
+            decode_image(data, 32, max_decoded_bytes=32 * 2**20)
+    decode_image(png_rgba16(1000, 1000), 32, max_decoded_bytes=32 * 2**20)  # small enough: decoded
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PPM", "ICO", "TGA"])
+def test_only_the_documented_formats_decode(fmt):
+    with pytest.raises(InvalidImageError, match="formats read are BMP, GIF, JPEG, PNG, WEBP"):
+        decode_image(encoded(Image.new("RGB", (40, 40), (9, 99, 199)), fmt), 32)

@@ -7,7 +7,7 @@ import binascii
 from functools import partial
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -64,16 +64,24 @@ def _encode(service: SearchService, data: bytes, stages: Stages) -> Encoded:
     return pack_codes(logits), logits
 
 
-def _query(service: SearchService, query: Query, stages: Stages) -> Encoded:
-    if query.code is not None:
-        return parse_hex_code(query.code, service.bits), np.full((1, service.bits), np.nan, np.float32)
+def _base64_image(service: SearchService, query: Query) -> bytes:
     try:
         data = base64.b64decode(query.image_base64 or "", validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidImageError("image_base64 is not valid base64") from e
     if len(data) > service.settings.max_upload_bytes:
         raise HTTPException(413, f"image is larger than the limit of {service.settings.max_upload_bytes:,} bytes")
-    return _encode(service, data, stages)
+    return data
+
+
+def _code(service: SearchService, query: Query) -> Encoded:
+    return parse_hex_code(query.code, service.bits), np.full((1, service.bits), np.nan, np.float32)
+
+
+def _query(service: SearchService, query: Query, stages: Stages) -> Encoded:
+    if query.code is not None:
+        return _code(service, query)
+    return _encode(service, _base64_image(service, query), stages)
 
 
 def _search(service: SearchService, queries: Encoded, k: int, max_distance: int | None,
@@ -120,11 +128,45 @@ async def search(request: Request, service: Service, metrics: AppMetrics) -> Sea
     return SearchResponse(**results[0].model_dump(), timings=stages.timings)
 
 
-@router.post("/search/batch", response_model=BatchSearchResponse)
-def search_batch(body: BatchSearchRequest, service: Service, metrics: AppMetrics) -> BatchSearchResponse:
-    """Neighbours of up to 256 queries, each an image as base64 or a hex code."""
+def _decode_query(service: SearchService, query: Query, stages: Stages) -> np.ndarray | None:
+    """A query's decoded image, or None for a code."""
+    if query.code is not None:
+        return None
+    data = _base64_image(service, query)
+    with stages.stage("decode"):
+        return service.decode(data)
+
+
+def _encode_batch(service: SearchService, queries: list[Query], images: list[np.ndarray | None],
+                  stages: Stages) -> Encoded:
+    """Codes and pre-activations of every query: the images in one forward pass, the codes parsed."""
+    pixels = [image for image in images if image is not None]
+    with stages.stage("encode"):
+        logits = service.searcher.embed(np.stack(pixels)) if pixels else None
+    encoded, rows = [], iter(range(len(pixels)))
+    for query, image in zip(queries, images, strict=True):
+        if image is None:
+            encoded.append(_code(service, query))
+        else:
+            row = logits[[next(rows)]]
+            encoded.append((pack_codes(row), row))
+    return np.concatenate([c for c, _ in encoded]), np.concatenate([lg for _, lg in encoded])
+
+
+@router.post("/search/batch", response_model=BatchSearchResponse, responses={422: {"model": Problem}})
+async def search_batch(body: BatchSearchRequest, request: Request, service: Service,
+                       metrics: AppMetrics) -> BatchSearchResponse | Response:
+    """Neighbours of up to 256 queries, each an image as base64 or a hex code; k x queries is at most the
+    service's max_batch_hits. Decoding stops when the client has gone."""
+    if body.k * len(body.queries) > service.settings.max_batch_hits:
+        raise HTTPException(422, f"k x queries = {body.k * len(body.queries):,} hits, more than the limit of "
+                                 f"{service.settings.max_batch_hits:,}: ask for fewer neighbours or queries")
     stages = Stages(metrics)
-    encoded = [_query(service, query, stages) for query in body.queries]
-    queries = (np.concatenate([c for c, _ in encoded]), np.concatenate([lg for _, lg in encoded]))
-    return BatchSearchResponse(results=_search(service, queries, body.k, body.max_distance, stages),
-                               timings=stages.timings)
+    images = []
+    for query in body.queries:
+        if await request.is_disconnected():
+            return Response(status_code=499)  # nobody reads it: the status is for the access log
+        images.append(await run_in_threadpool(_decode_query, service, query, stages))
+    queries = await run_in_threadpool(_encode_batch, service, body.queries, images, stages)
+    results = await run_in_threadpool(_search, service, queries, body.k, body.max_distance, stages)
+    return BatchSearchResponse(results=results, timings=stages.timings)
