@@ -24,7 +24,7 @@ from nac_hash.index_data.search import IndexUnusableError
 from nac_hash.service.guard import RequestGuard
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.routes import items, ops, search
-from nac_hash.service.schemas import Problem
+from nac_hash.service.schemas import Problem, code_schema
 from nac_hash.service.settings import Settings
 from nac_hash.service.state import ReadOnlyIndexError, SearchService, WriterBusyError
 
@@ -88,4 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for routes in (search.router, items.router, ops.router):
         app.include_router(routes)
+    generate = app.openapi
+
+    def openapi() -> dict:
+        """The schema, with codes as long as the served index's once it is open."""
+        service = app.state.service
+        return code_schema(generate(), service.bits) if service is not None else generate()
+
+    app.openapi = openapi
     return app

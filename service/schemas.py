@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.search import Hit
@@ -10,17 +10,45 @@ from nac_hash.index_data.search import Hit
 MAX_K = 1000  # the most neighbours one search may ask for; Settings.max_k may lower it
 
 
-class Query(BaseModel):
-    """One query: an image as base64, or a packed code as hex (most significant bit first)."""
+HEX_CODE = r"^[0-9a-fA-F]{4,64}$"  # 16 to 256 bits; the served index's length replaces it (code_schema)
 
-    image_base64: str | None = Field(default=None, description="encoded image file (jpg, png, ...) as base64")
-    code: str | None = Field(default=None, description="packed code as hex, e.g. 32 hex digits for 128 bits")
+
+class Query(BaseModel):
+    """One query: an image as base64, or a packed code as hex (most significant bit first); exactly one.
+
+    Neither field may be null: the schema says which one is there (``oneOf``), as the validator does.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["image_base64"]}, {"required": ["code"]}]})
+
+    image_base64: str = Field(default=None, min_length=1,  # type: ignore[assignment]  # absent, never null
+                              description="encoded image file (jpg, png, ...) as base64")
+    code: str = Field(default=None, pattern=HEX_CODE,  # type: ignore[assignment]
+                      description="packed code as hex, e.g. 32 hex digits for 128 bits")
 
     @model_validator(mode="after")
     def one_of_image_or_code(self) -> Query:
         if (self.image_base64 is None) == (self.code is None):
             raise ValueError("give exactly one of image_base64 and code")
         return self
+
+
+def code_schema(openapi: dict, bits: int) -> dict:
+    """``openapi`` with every code field's pattern made the served index's length (bits / 4 hex digits)."""
+    pattern = f"^[0-9a-fA-F]{{{bits // 4}}}$"
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("pattern") == HEX_CODE:
+                node["pattern"] = pattern
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(openapi)
+    return openapi
 
 
 class SearchOptions(BaseModel):

@@ -90,8 +90,10 @@ class Settings(BaseSettings):
     @field_validator("api_key")
     @classmethod
     def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and not key.get_secret_value():
-            raise ValueError("NAC_HASH_API_KEY is empty; set a key, or unset it")
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("NAC_HASH_API_KEY is empty or blank; set a key, or unset it")
+        if key is not None and key.get_secret_value() != key.get_secret_value().strip():
+            raise ValueError("NAC_HASH_API_KEY starts or ends with white space, which no HTTP client can send")
         return key
 
     @field_validator("allowed_hosts", mode="before")

@@ -90,29 +90,32 @@ class SearchService:
         if self.settings.mmap:
             raise ReadOnlyIndexError("the index is served memory-mapped (read-only); serve it unmapped to change it")
 
-    def _busy(self) -> WriterBusyError:
-        return WriterBusyError(f"another writer has held the index for {self.settings.writer_wait_s:g} s; try again "
-                               "shortly")
+    @staticmethod
+    def _busy(started: float, holder: str) -> WriterBusyError:
+        return WriterBusyError(f"waited {time.monotonic() - started:.1f} s for {holder} to finish writing the "
+                               "index; try again shortly")
 
-    def _acquire_writer(self) -> None:
+    def _acquire_writer(self, started: float) -> None:
         """This process's writer slot, waited for at most writer_wait_s by at most MAX_WAITING_WRITES requests."""
         if not self._waiting.acquire(blocking=False):
-            raise self._busy()
+            raise WriterBusyError(f"{MAX_WAITING_WRITES} writes are already waiting for the index; try again "
+                                  "shortly")
         try:
             if not self._writer.acquire(timeout=self.settings.writer_wait_s):
-                raise self._busy()
+                raise self._busy(started, "another write of this service")
         finally:
             self._waiting.release()
 
     @contextmanager
     def _writing(self) -> Iterator[IndexStore]:
         """Be the one writer of the index directory, caught up with whatever other writers committed."""
-        deadline = time.monotonic() + self.settings.writer_wait_s
-        self._acquire_writer()
+        started = time.monotonic()
+        deadline = started + self.settings.writer_wait_s
+        self._acquire_writer(started)
         try:
             with write_lock(self.settings.index, timeout_s=max(0.0, deadline - time.monotonic())) as held:
                 if not held:
-                    raise self._busy()
+                    raise self._busy(started, "another process (the command line?)")
                 self.searcher.refresh()
                 yield self.searcher.store
         finally:

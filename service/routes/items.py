@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from nac_hash.codes import pack_codes
@@ -28,10 +28,16 @@ def get_item(item_id: ItemId, service: Service) -> ItemWithCode:
     return ItemWithCode(**ItemOut.of(item).model_dump(), code=code.hex())
 
 
-@router.get("/items/{item_id}/image", response_class=FileResponse, responses=NOT_FOUND)
-def get_item_image(item_id: ItemId, service: Service) -> FileResponse:
-    """The indexed image file, served only from inside the folder it was indexed from."""
-    return FileResponse(service.item_file(item_id), headers={"X-Content-Type-Options": "nosniff"})
+@router.head("/items/{item_id}/image", include_in_schema=False)  # the same answer without its body
+@router.get("/items/{item_id}/image", response_class=FileResponse, responses=NOT_FOUND | {416: {"model": Problem}})
+def get_item_image(item_id: ItemId, service: Service, range_header: Annotated[str | None, Header(
+        alias="range", include_in_schema=False)] = None) -> FileResponse:
+    """The indexed image file, served only from inside the folder it was indexed from; one byte range at most."""
+    file = service.item_file(item_id)
+    if range_header is not None and "," in range_header:
+        raise HTTPException(416, "only one byte range is served per request",
+                            headers={"Content-Range": f"bytes */{file.stat().st_size}"})
+    return FileResponse(file, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.post("/items", response_model=ItemOut, status_code=201, responses=WRITE_ERRORS | {413: {"model": Problem}})

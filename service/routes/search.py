@@ -34,13 +34,14 @@ from nac_hash.service.state import SearchService
 router = APIRouter()
 
 Encoded = tuple[np.ndarray, np.ndarray]  # packed codes, and pre-activations (NaN for queries given as codes)
+MULTIPART_FIELDS = ("image", "k", "max_distance")
 SEARCH_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": SearchRequest.model_json_schema()},
             "multipart/form-data": {"schema": {
-                "type": "object", "required": ["image"],
+                "type": "object", "required": ["image"], "additionalProperties": False,
                 "properties": {"image": {"type": "string", "format": "binary"},
                                "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
                                "max_distance": {"type": "integer", "minimum": 0}}}},
@@ -98,6 +99,10 @@ async def _multipart_upload(request: Request, service: SearchService) -> tuple[b
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
         raise HTTPException(422, "multipart body needs a file field named 'image'")
+    unknown = sorted(set(form) - set(MULTIPART_FIELDS))
+    if unknown:
+        raise HTTPException(422, f"unknown multipart fields {', '.join(map(repr, unknown))}; the fields are "
+                                 f"{', '.join(MULTIPART_FIELDS)}")
     try:
         options = SearchOptions.model_validate({k: form[k] for k in ("k", "max_distance") if k in form})
     except ValidationError as e:

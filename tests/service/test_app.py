@@ -71,7 +71,10 @@ def test_max_distance_and_batch(client):
 
 @pytest.mark.parametrize(("request_kwargs", "status", "message"), [
     ({"json": {"code": "abcd"}}, 422, "bits"),
-    ({"json": {"code": "xyz"}}, 422, "hexadecimal"),
+    ({"json": {"code": "xyz"}}, 422, "should match pattern"),
+    ({"json": {"code": ""}}, 422, "should match pattern"),
+    ({"json": {}}, 422, "exactly one"),
+    ({"json": {"code": None}}, 422, "valid string"),
     ({"json": {"code": "00" * 16, "image_base64": "AAAA"}}, 422, "exactly one"),
     ({"json": {"code": "00" * 16, "k": 0}}, 422, "k"),
     ({"json": {"code": "00" * 16, "k": 1001}}, 422, "k"),

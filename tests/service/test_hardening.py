@@ -4,6 +4,7 @@ policy, races between writers, lock waits, stale searches, metric labels and err
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 import time
@@ -96,6 +97,24 @@ def test_write_policy(index):
         assert client.delete("/items/1", headers={"X-API-Key": "s\xe9cret".encode("latin-1")}).status_code == 401
 
 
+def test_a_blank_key_is_refused_at_start_up(index):
+    for key in ("   ", " s3cret", "\t"):
+        with pytest.raises(ValidationError, match="NAC_HASH_API_KEY"):
+            Settings(index=index, api_key=key)
+
+
+def test_item_images_answer_head_and_one_range(client, class_folders):
+    data = (class_folders / "class0" / "0000.png").read_bytes()
+    item_id = next(h["id"] for h in client.post("/search", files={"image": ("q.png", data, "image/png")}).json()[
+        "hits"] if h["path"] == "class0/0000.png")
+    head = client.head(f"/items/{item_id}/image")
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(data) and head.content == b""
+    part = client.get(f"/items/{item_id}/image", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == data[10:20]
+    several = client.get(f"/items/{item_id}/image", headers={"Range": "bytes=0-4,10-14"})
+    assert several.status_code == 416 and several.headers["content-range"] == f"bytes */{len(data)}"
+
+
 def test_writes_naming_a_host_the_server_does_not_serve_are_refused(index):
     """DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1, posts to the loopback service."""
     upload = {"image": ("a.png", png((10, 200, 30)), "image/png")}
@@ -147,6 +166,11 @@ def test_writes_waiting_for_a_cli_writer_get_503_and_never_starve_reads(client, 
     assert time.perf_counter() - started < 5.0
     assert {a.status_code for a in answers} == {503}
     assert all(a.headers["Retry-After"] == "1" for a in answers)
+    # Each says what happened: the slots for waiting writes were full, or how long it waited, and for whom.
+    details = [a.json()["detail"] for a in answers]
+    assert all(re.search(r"writes are already waiting|waited [0-9.]+ s for another (process|write)", d)
+               for d in details), details
+    assert any(re.search(r"waited [0-9.]+ s for another process", d) for d in details)
 
 
 def test_a_cli_change_is_seen_within_a_second(client, index, tmp_path):
