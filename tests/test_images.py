@@ -116,9 +116,24 @@ def test_photos_decode_upright_as_their_exif_orientation_says(fmt):
         assert min(errors, key=errors.get) == orientation and errors[orientation] < 3
 
 
+def png_rgba16(width: int, height: int) -> bytes:
+    """A 16-bit RGBA PNG of zeros (PIL cannot write one): a few bytes a row once compressed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"".join(b"\0" + bytes(8 * width) for _ in range(height)), 9)
+    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
 def valid_images() -> list[bytes]:
+    """Small files of every documented format, of several modes, and of formats that are refused."""
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))
-    return [encoded(image, fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP")]
+    documented = [encoded(image, fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP")]
+    modes = [encoded(image.convert(mode), "PNG") for mode in ("1", "L", "LA", "P", "RGBA", "I;16")]
+    lossless = [encoded(image.convert("RGBA"), "WEBP", lossless=True), png_rgba16(40, 24)]
+    refused = [encoded(image, fmt) for fmt in ("TIFF", "PPM", "ICO")]
+    return documented + modes + lossless + refused
 
 
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
@@ -177,16 +192,6 @@ def test_resizing_before_converting_keeps_the_pixels(mode, shape):
     expected = converted.resize((32, 32), Image.Resampling.BILINEAR, box=centre_square(*converted.size),
                                 reducing_gap=3.0)
     np.testing.assert_array_equal(square_image(image, 32), np.asarray(expected))
-
-
-def png_rgba16(width: int, height: int) -> bytes:
-    """A 16-bit RGBA PNG of zeros (PIL cannot write one): a few bytes a row once compressed."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    rows = zlib.compress(b"".join(b"\0" + bytes(8 * width) for _ in range(height)), 9)
-    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
 def test_bombs_under_the_pixel_limit_are_refused_from_the_header():
