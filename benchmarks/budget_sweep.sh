@@ -4,9 +4,13 @@
 # is scored by `nac-hash eval` (mAP@all, 10,000 queries). Runs resume where they stopped; scored ones are skipped.
 #
 # Usage: benchmarks/budget_sweep.sh [BUDGET (default 10m)] [RESULTS_DIR (default benchmarks/results/cpu/sweep-BUDGET)]
+#        [TRAIN_OPTION ...]   (more options of every run, e.g. --dataset folder --data-root DIR; eval follows them)
+# SWEEP_CONFIGS=recipe,p-0.1 runs only the configurations named.
 set -euo pipefail
 budget=${1:-10m}
 results=${2:-benchmarks/results/cpu/sweep-$budget}
+shift $(( $# < 2 ? $# : 2 ))
+extra=("$@")
 configs=(
   "recipe:"
   "width-64:--width 64"
@@ -18,9 +22,11 @@ configs=(
 mkdir -p "$results"
 for config in "${configs[@]}"; do
   name=${config%%:*}
+  [[ -z ${SWEEP_CONFIGS:-} || ,$SWEEP_CONFIGS, == *,$name,* ]] || continue
   [[ -f $results/$name.json ]] && continue
   # shellcheck disable=SC2086  # the options are meant to split into words
-  nac-hash train --arch cnn_small --time-budget "$budget" --out-dir "runs/sweep-$budget/$name" ${config#*:}
+  nac-hash train --arch cnn_small --time-budget "$budget" --out-dir "runs/sweep-$budget/$name" ${config#*:} \
+    "${extra[@]}"
   nac-hash eval "runs/sweep-$budget/$name/model.safetensors" --out "$results/$name.json"
 done
 python - "$results" <<'PY'

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -230,23 +231,25 @@ def fit_inference_head(run: Run, images: torch.Tensor, batch_size: int, generato
         parameter.requires_grad_(True)
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
+def train(config: TrainConfig, progress: bool = True, now: Callable[[], float] = time.perf_counter) -> Path:
     """Train a model as ``config`` says; returns the path of the final model checkpoint.
 
     Under torchrun each process trains on its share of every batch (see :mod:`nac_hash.training.distributed`).
+    ``now`` is the clock a time budget runs on.
     """
     world, device = init_world(resolve_device(config.device))
     warn_if_emulated(device, config.precision)
     if device.type == "cpu":
         keep_freed_memory()
     try:
-        return _train(config, world, device, progress and world.is_main)
+        return _train(config, world, device, progress and world.is_main, now)
     finally:
         close_world(world)
 
 
-def _train(config: TrainConfig, world: World, device: torch.device, progress: bool) -> Path:
-    clock = BudgetClock(config.time_budget_s) if config.time_budget_s else None  # counts from here
+def _train(config: TrainConfig, world: World, device: torch.device, progress: bool,
+           now: Callable[[], float]) -> Path:
+    clock = BudgetClock(config.time_budget_s, now) if config.time_budget_s else None  # counts from here
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     resuming = config.resume and (out / STATE_FILE).is_file()
@@ -290,7 +293,10 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     bar = progress_bar(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
                disable=not progress, unit="step")
     run.model.train()
-    while agree(world, run.keeps_training()):
+    # Asked once an epoch: a second reading of the clock could end the loop just after an epoch that was
+    # not told it is the last, and so never wrote the final model.
+    finished = not agree(world, run.keeps_training())
+    while not finished:
         # Seeding every epoch from (seed, epoch) makes a resumed run draw the same batches, crops and
         # flip masks as an uninterrupted one.
         epoch_seed = config.seed * 1_000_003 + run.epoch
@@ -299,17 +305,17 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         order = torch.randperm(len(images), device=device, generator=generator)  # the same on every rank
         if world.distributed:  # but each rank draws its own augmentations
             generator.manual_seed(epoch_seed + 7919 * world.rank)
-        started = time.perf_counter()
+        started = now()
         for step in range(steps_per_epoch):
             batch = images[order[step * batch_size : (step + 1) * batch_size][rows]]
             loss = optimize(run, step_module, *two_views(batch, config, run.model.config, generator))
             bar.update()
             if step == steps_per_epoch - 1 or step % 10 == 0:
                 bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
-                                img_s=f"{(step + 1) * batch_size / (time.perf_counter() - started):.0f}")
+                                img_s=f"{(step + 1) * batch_size / max(now() - started, 1e-9):.0f}")
         run.epoch += 1
         if clock is not None:
-            clock.record_epoch(time.perf_counter() - started)
+            clock.record_epoch(now() - started)
             # Encoding for the rotation and the final evaluation costs about a quarter of a training pass per
             # image, or less, when the views are full-size; smaller views make training, not encoding, cheaper.
             encode_share = (config.image_size / config.view_size) ** 2 / 4
