@@ -68,15 +68,12 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> None:
-    from nac_hash.codes import pack_codes
-    from nac_hash.images import read_image
+    from nac_hash.images import read_file
     from nac_hash.index_data.search import Searcher
 
     searcher = Searcher.open(args.index, args.checkpoint, mmap=args.mmap, threads=args.threads,
                              params=SearchParams(**set_fields(SearchParams, args)))
-    size = searcher.model.config.image_size
-    logits = searcher.embed([read_image(Path(image), size) for image in args.images])
-    codes = pack_codes(logits)
+    codes, logits = searcher.query_bytes([read_file(Path(image)) for image in args.images])
     if args.radius is not None:
         results = searcher.radius_search(codes, args.radius, logits)
     else:

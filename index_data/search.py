@@ -43,6 +43,7 @@ from nac_hash.models import HashingModel
 logger = logging.getLogger(__name__)
 
 TIE_OVERFETCH = 4
+Queries = tuple[np.ndarray, np.ndarray]  # (N, bits / 8) packed codes, (N, bits) pre-activations (NaN for codes)
 _GOLDEN = 0x9E3779B97F4A7C15  # multiplier of Fibonacci hashing: spreads consecutive ids
 
 
@@ -98,15 +99,20 @@ class Hits(Sequence[Hit]):
         return self._table.labels[self._rows]
 
 
+class InvalidQueryError(NacHashError, ValueError):
+    """A query that cannot be searched as given: a code of the wrong form or length, or a k out of range."""
+
+
 def parse_hex_code(text: str, bits: int) -> np.ndarray:
     """A code written as hex (most significant bit first, as :func:`code_to_hex` writes it) -> (1, bits/8) uint8."""
     text = text.strip().lower().removeprefix("0x")
     try:
         raw = bytes.fromhex(text)
     except ValueError as e:
-        raise ValueError(f"code {text[:40]!r} is not hexadecimal") from e
+        raise InvalidQueryError(f"code {text[:40]!r} is not hexadecimal") from e
     if len(raw) * 8 != bits:
-        raise ValueError(f"code has {len(raw) * 8} bits; this index uses {bits}-bit codes ({bits // 4} hex digits)")
+        raise InvalidQueryError(f"code has {len(raw) * 8} bits; this index uses {bits}-bit codes "
+                                f"({bits // 4} hex digits)")
     return np.frombuffer(raw, dtype=np.uint8).reshape(1, -1).copy()
 
 
@@ -217,6 +223,26 @@ class Searcher:
         """(N, S, S, 3) uint8 images -> (N, bits / 8) packed codes."""
         return pack_codes(self.embed(images))
 
+    def query(self, images: Sequence[np.ndarray] | np.ndarray) -> Queries:
+        """Decoded (N, S, S, 3) uint8 images -> what :meth:`search` takes: codes, and the pre-activations that
+        order its ties."""
+        logits = self.embed(images)
+        return pack_codes(logits), logits
+
+    def query_bytes(self, images: Sequence[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
+                    max_bytes: int = DEFAULT_MAX_BYTES) -> Queries:
+        """Encoded images (the bytes of files) -> :meth:`query` of them, in one forward pass."""
+        return self.query([self.decode(data, max_pixels, max_bytes) for data in images])
+
+    def query_codes(self, codes: Sequence[str]) -> Queries:
+        """Codes written as hex -> :meth:`search`'s input; a code carries no pre-activations (NaN rows)."""
+        packed = np.concatenate([parse_hex_code(code, self.bits) for code in codes])
+        return packed, np.full((len(codes), self.bits), np.nan, np.float32)
+
+    def code_of(self, item_id: int) -> bytes | None:
+        """The packed code stored for an item, None if there is none."""
+        return self.store.catalog.code(item_id)
+
     def embed(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits) real-valued pre-activations; their signs are the codes."""
         self.check_usable()
@@ -224,7 +250,7 @@ class Searcher:
 
     def _model(self) -> HashingModel:
         if self.model is None:
-            raise ValueError("this searcher was opened without a model; it can only search by code")
+            raise InvalidQueryError("this searcher was opened without a model; it can only search by code")
         return self.model
 
     def search(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None,

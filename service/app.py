@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
 from nac_hash.index_data.catalog import ItemNotFoundError
-from nac_hash.index_data.search import IndexUnusableError
+from nac_hash.index_data.search import IndexUnusableError, InvalidQueryError
 from nac_hash.service.guard import RequestGuard
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.routes import items, ops, search
@@ -38,8 +38,8 @@ def _problem(status: int, error: str, detail: str, headers: dict[str, str] | Non
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Library errors -> 4xx JSON in one place; the detail of anything unexpected stays in the log."""
-    statuses = {InvalidImageError: 422, ItemNotFoundError: 404, ReadOnlyIndexError: 409, ValueError: 422,
+    """The library's own errors -> 4xx JSON in one place; anything else is a 500 whose detail stays in the log."""
+    statuses = {InvalidImageError: 422, InvalidQueryError: 422, ItemNotFoundError: 404, ReadOnlyIndexError: 409,
                 NacHashError: 400}
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, lambda request, e, status=status: _problem(

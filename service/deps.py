@@ -1,10 +1,7 @@
-"""What routes share: the service object as a dependency, and per-request stage timings."""
+"""What routes share: the service object and the app's metrics, as dependencies."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -12,7 +9,6 @@ from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from nac_hash.service.metrics import Metrics
-from nac_hash.service.schemas import Timings
 from nac_hash.service.state import SearchService
 
 
@@ -36,21 +32,3 @@ async def get_metrics(request: Request) -> Metrics:
 Service = Annotated[SearchService, Depends(get_service)]
 AppMetrics = Annotated[Metrics, Depends(get_metrics)]
 ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="item id")]  # SQLite's integer range
-
-
-class Stages:
-    """Wall time per request stage, recorded in the response and in Prometheus histograms."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.timings = Timings()
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            seconds = time.perf_counter() - start
-            setattr(self.timings, f"{name}_ms", getattr(self.timings, f"{name}_ms") + seconds * 1000)
-            self.metrics.stage_seconds.labels(name).observe(seconds)

@@ -7,7 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nac_hash.index_data.catalog import Item
 from nac_hash.index_data.search import Hit
 
-MAX_K = 1000  # the most neighbours one search may ask for; Settings.max_k may lower it
+# The API's limits, in one place: the schema states them, the server enforces them (Settings.max_k may lower MAX_K).
+MAX_K = 1000  # the most neighbours one search may ask for
+MAX_BATCH_QUERIES = 256  # the most queries of one /search/batch
+MAX_DUPLICATE_DISTANCE = 32  # the largest duplicates radius: radius searches grow fast with it; copies sit closer
 
 
 HEX_CODE = r"^[0-9a-fA-F]{4,64}$"  # 16 to 256 bits; the served index's length replaces it (code_schema)
@@ -63,7 +66,7 @@ class SearchRequest(Query, SearchOptions):
 class BatchSearchRequest(SearchOptions):
     """JSON body of POST /search/batch."""
 
-    queries: list[Query] = Field(min_length=1, max_length=256)
+    queries: list[Query] = Field(min_length=1, max_length=MAX_BATCH_QUERIES)
 
 
 class ItemOut(BaseModel):

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
             scale they decode at; other formats decode whole). The model reads 32 x 32 pixels.
         decode_slots: images decoded at once (default: the cores); more requests wait for a slot.
         max_batch_hits: the most hits one /search/batch may ask for (k x queries), which bounds its response.
+        max_waiting_writes: writes waiting for the writer at once; more get 503 at once, so that waiting writes
+            never take all the worker threads that searches and health checks need.
+        max_query_batch: the most query images encoded in one forward pass (batch_queries).
         header_timeout_s: a connection whose request head is not whole this long after it opened (or after
             its previous response) is closed (slowloris).
         body_timeout_s: a request body not whole this long after its head gets 408 and the connection closes.
@@ -75,6 +78,8 @@ class Settings(BaseSettings):
     max_decoded_bytes: int = Field(default=32 * 2**20, gt=0)
     decode_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_hits: int = Field(default=25_000, ge=1)
+    max_waiting_writes: int = Field(default=4, ge=1)
+    max_query_batch: int = Field(default=64, ge=1)
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)

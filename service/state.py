@@ -25,9 +25,10 @@ from nac_hash.images import image_extension
 from nac_hash.index_data.catalog import Item, ItemNotFoundError, NewItem
 from nac_hash.index_data.indexer import commit_items, remove_items
 from nac_hash.index_data.lock import write_lock
-from nac_hash.index_data.search import Hit, Hits, Searcher
+from nac_hash.index_data.search import Hit, Hits, InvalidQueryError, Queries, Searcher
 from nac_hash.index_data.store import IndexStore
 from nac_hash.service.batcher import QueryBatcher
+from nac_hash.service.metrics import Stages
 from nac_hash.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,6 @@ class WriterBusyError(NacHashError):
     """Another writer (the CLI, or enough other uploads) holds the index for longer than a write may wait."""
 
 
-# Requests waiting for the writer at once; more get 503 at once, so that waiting writes never take all the
-# worker threads that searches and health checks need.
-MAX_WAITING_WRITES = 4
-
-
 class SearchService:
     """The opened index and model, plus adds and deletes that keep the index directory consistent."""
 
@@ -54,10 +50,11 @@ class SearchService:
         self.searcher = Searcher.open(settings.index, settings.checkpoint, mmap=settings.mmap,
                                       params=settings.search, threads=settings.threads)
         self._writer = threading.Lock()
-        self._waiting = threading.BoundedSemaphore(MAX_WAITING_WRITES)
+        self._waiting = threading.BoundedSemaphore(settings.max_waiting_writes)
         self._decoding = threading.BoundedSemaphore(settings.decode_slots)
         self._checked = time.monotonic()
-        self._batcher = QueryBatcher(lambda images: self.searcher.embed(images)) if settings.batch_queries else None
+        self._batcher = (QueryBatcher(lambda images: self.searcher.embed(images), settings.max_query_batch)
+                         if settings.batch_queries else None)
         if not settings.mmap:
             self.remove_orphan_uploads()
 
@@ -96,10 +93,10 @@ class SearchService:
                                "index; try again shortly")
 
     def _acquire_writer(self, started: float) -> None:
-        """This process's writer slot, waited for at most writer_wait_s by at most MAX_WAITING_WRITES requests."""
+        """This process's writer slot, waited for at most writer_wait_s by at most max_waiting_writes requests."""
         if not self._waiting.acquire(blocking=False):
-            raise WriterBusyError(f"{MAX_WAITING_WRITES} writes are already waiting for the index; try again "
-                                  "shortly")
+            raise WriterBusyError(f"{self.settings.max_waiting_writes} writes are already waiting for the index; "
+                                  "try again shortly")
         try:
             if not self._writer.acquire(timeout=self.settings.writer_wait_s):
                 raise self._busy(started, "another write of this service")
@@ -145,10 +142,20 @@ class SearchService:
             return self._batcher.embed(pixels)
         return self.searcher.embed([pixels])
 
+    def query(self, data: bytes, stages: Stages | None = None) -> Queries:
+        """One uploaded image -> (codes, pre-activations) for :meth:`search`: decoded within the decode slots,
+        encoded with the queries of concurrent requests; each stage timed into ``stages`` if given."""
+        stages = stages or Stages()
+        with stages.stage("decode"):
+            pixels = self.decode(data)
+        with stages.stage("encode"):
+            logits = self.embed(pixels)
+        return pack_codes(logits), logits
+
     def search(self, codes: np.ndarray, logits: np.ndarray, k: int, max_distance: int | None) -> list[Hits]:
         """Top-k of each query; ``logits`` (a row of NaN for a code query) order ties (see Searcher.search)."""
         if k > self.settings.max_k:
-            raise ValueError(f"k must be at most {self.settings.max_k}")
+            raise InvalidQueryError(f"k must be at most {self.settings.max_k}")
         return self.searcher.search(codes, k, max_distance, logits)
 
     def duplicates(self, codes: np.ndarray, logits: np.ndarray, max_distance: int,
@@ -160,7 +167,7 @@ class SearchService:
     def item(self, item_id: int) -> tuple[Item, bytes]:
         """An item and its packed code."""
         item = self.searcher.items([item_id]).get(item_id)
-        code = self.searcher.store.catalog.code(item_id)
+        code = self.searcher.code_of(item_id)
         if item is None or code is None:
             raise ItemNotFoundError(f"no item with id {item_id}")
         return item, code
@@ -187,15 +194,15 @@ class SearchService:
         item always has its file.
         """
         self._check_writable()
-        pixels = self.decode(data)
         encoded_with = self.searcher.model_sha256
-        code = pack_codes(self.embed(pixels))[0]
+        codes, _ = self.query(data)
+        code = codes[0]
         digest = hashlib.sha256(data).hexdigest()
         uploads = self.settings.uploads.resolve()
         path = uploads / f"{digest[:24]}{image_extension(data)}"
         with self._writing() as store:
             if self.searcher.model_sha256 != encoded_with:  # a rebuild with another model, caught up with above
-                code = pack_codes(self.searcher.embed([pixels]))[0]
+                code = self.searcher.query([self.decode(data)])[0][0]
             store.check_checkpoint(self.searcher.model_sha256, "the service's model")
             known = store.catalog.ids_for_files([path])
             if path not in known:

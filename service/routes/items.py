@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from nac_hash.codes import pack_codes
 from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE
 from nac_hash.service.deps import ItemId, Service
 from nac_hash.service.routes.search import read_upload
-from nac_hash.service.schemas import DuplicatesResponse, HitOut, ItemOut, ItemWithCode, Problem
+from nac_hash.service.schemas import (
+    MAX_DUPLICATE_DISTANCE,
+    DuplicatesResponse,
+    HitOut,
+    ItemOut,
+    ItemWithCode,
+    Problem,
+)
 
 router = APIRouter()
 
 NOT_FOUND = {404: {"model": Problem}}
-MAX_DUPLICATE_DISTANCE = 32  # radius searches grow fast with the radius; copies sit far closer
 WRITE_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 503: {"model": Problem}}
 
 
@@ -61,8 +65,7 @@ def item_duplicates(item_id: ItemId, service: Service,
                     ) -> DuplicatesResponse:
     """Other items whose codes lie within `max_distance` of this item's: its likely copies."""
     _, code = service.item(item_id)
-    codes = np.frombuffer(code, np.uint8)[None]
-    hits = service.duplicates(codes, np.full((1, service.bits), np.nan, np.float32), max_distance, exclude=item_id)
+    hits = service.duplicates(*service.searcher.query_codes([code.hex()]), max_distance, exclude=item_id)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])
 
 
@@ -71,6 +74,5 @@ def upload_duplicates(service: Service, image: Annotated[UploadFile, File()],
                       max_distance: Annotated[int, Form(ge=0, le=MAX_DUPLICATE_DISTANCE)] = DEFAULT_DEDUP_DISTANCE,
                       ) -> DuplicatesResponse:
     """Items whose codes lie within `max_distance` of an uploaded image's: is it already indexed, as a copy?"""
-    logits = service.embed(service.decode(read_upload(image, service.settings.max_upload_bytes)))
-    hits = service.duplicates(pack_codes(logits), logits, max_distance)
+    hits = service.duplicates(*service.query(read_upload(image, service.settings.max_upload_bytes)), max_distance)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])

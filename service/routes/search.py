@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from nac_hash.codes import pack_codes
 from nac_hash.images import InvalidImageError
-from nac_hash.index_data.search import code_to_hex, parse_hex_code
-from nac_hash.service.deps import AppMetrics, Service, Stages
+from nac_hash.index_data.search import Queries, code_to_hex
+from nac_hash.service.deps import AppMetrics, Service
+from nac_hash.service.metrics import Stages
 from nac_hash.service.schemas import (
     MAX_K,
     BatchSearchRequest,
@@ -33,7 +33,7 @@ from nac_hash.service.state import SearchService
 
 router = APIRouter()
 
-Encoded = tuple[np.ndarray, np.ndarray]  # packed codes, and pre-activations (NaN for queries given as codes)
+
 MULTIPART_FIELDS = ("image", "k", "max_distance")
 SEARCH_BODY = {
     "requestBody": {
@@ -57,14 +57,6 @@ def read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def _encode(service: SearchService, data: bytes, stages: Stages) -> Encoded:
-    with stages.stage("decode"):
-        pixels = service.decode(data)
-    with stages.stage("encode"):
-        logits = service.embed(pixels)
-    return pack_codes(logits), logits
-
-
 def _base64_image(service: SearchService, query: Query) -> bytes:
     try:
         data = base64.b64decode(query.image_base64 or "", validate=True)
@@ -75,17 +67,13 @@ def _base64_image(service: SearchService, query: Query) -> bytes:
     return data
 
 
-def _code(service: SearchService, query: Query) -> Encoded:
-    return parse_hex_code(query.code, service.bits), np.full((1, service.bits), np.nan, np.float32)
-
-
-def _query(service: SearchService, query: Query, stages: Stages) -> Encoded:
+def _query(service: SearchService, query: Query, stages: Stages) -> Queries:
     if query.code is not None:
-        return _code(service, query)
-    return _encode(service, _base64_image(service, query), stages)
+        return service.searcher.query_codes([query.code])
+    return service.query(_base64_image(service, query), stages)
 
 
-def _search(service: SearchService, queries: Encoded, k: int, max_distance: int | None,
+def _search(service: SearchService, queries: Queries, k: int, max_distance: int | None,
             stages: Stages) -> list[SearchResult]:
     codes, logits = queries
     with stages.stage("search"):
@@ -118,7 +106,7 @@ async def search(request: Request, service: Service, metrics: AppMetrics) -> Sea
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         data, options = await _multipart_upload(request, service)
-        encode = partial(_encode, service, data, stages)
+        encode = partial(service.query, data, stages)
     elif content_type and not content_type.startswith("application/json"):  # a raw image body, say
         raise HTTPException(415, f"a {content_type.split(';')[0]} body is not accepted: send the image as "
                                  "multipart/form-data (a file field named 'image') or JSON with image_base64 or code")
@@ -143,19 +131,19 @@ def _decode_query(service: SearchService, query: Query, stages: Stages) -> np.nd
 
 
 def _encode_batch(service: SearchService, queries: list[Query], images: list[np.ndarray | None],
-                  stages: Stages) -> Encoded:
+                  stages: Stages) -> Queries:
     """Codes and pre-activations of every query: the images in one forward pass, the codes parsed."""
     pixels = [image for image in images if image is not None]
     with stages.stage("encode"):
-        logits = service.searcher.embed(np.stack(pixels)) if pixels else None
-    encoded, rows = [], iter(range(len(pixels)))
+        encoded = service.searcher.query(np.stack(pixels)) if pixels else None
+    parts, rows = [], iter(range(len(pixels)))
     for query, image in zip(queries, images, strict=True):
         if image is None:
-            encoded.append(_code(service, query))
+            parts.append(service.searcher.query_codes([query.code]))
         else:
-            row = logits[[next(rows)]]
-            encoded.append((pack_codes(row), row))
-    return np.concatenate([c for c, _ in encoded]), np.concatenate([lg for _, lg in encoded])
+            row = [next(rows)]
+            parts.append((encoded[0][row], encoded[1][row]))
+    return np.concatenate([c for c, _ in parts]), np.concatenate([lg for _, lg in parts])
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, responses={422: {"model": Problem}})
