@@ -13,30 +13,20 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from nac_hash.atomic import fsync_file, write_json
+from nac_hash.atomic import write_json
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
-from nac_hash.index_data.backends import CodeIndex, build_index, check_index_type
+from nac_hash.index_data.backends import check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.lock import write_lock
-from nac_hash.index_data.store import (
-    CATALOG_NAME,
-    REPORT_NAME,
-    IndexStore,
-    faiss_path,
-    new_state,
-    recover_catalog,
-    remove_stale_files,
-)
+from nac_hash.index_data.store import REPORT_NAME, IndexStore, IndexWriter, faiss_path, write_index
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
 from nac_hash.progress import progress_bar
@@ -157,54 +147,11 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
     return new, changed
 
 
-def _updated_index(store: IndexStore, index: CodeIndex, new_ids: list[int], new: list[NewItem],
-                   rebuild: bool) -> CodeIndex:
-    """``index`` with the new codes appended, or a rebuild from all the catalog's codes when rows changed or left.
-
-    Call it inside the transaction that changed the rows.
-    """
-    if rebuild or not index.can_add:
-        return store.index_from_catalog()
-    codes = np.frombuffer(b"".join(i.code for i in new), np.uint8).reshape(len(new), store.bits // 8)
-    index.add(codes, np.array(new_ids, dtype=np.int64), [str(Path(i.root) / i.path) for i in new],
-              [i.label for i in new])
-    return index
-
-
 def _finish(report: Report, index_dir: Path, started: float) -> Report:
     report.seconds = time.perf_counter() - started
     write_json(index_dir / REPORT_NAME, report.to_dict())
     logger.debug("%s", report.summary())
     return report
-
-
-def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]]) -> int:
-    """Write a complete new index at ``out`` and swap it in at the end; returns how many items it holds.
-
-    ``fill`` receives the new, empty catalog (to look up what it already holds) and returns its items. The old
-    index stays untouched, and loadable, until the final rename.
-    """
-    with write_lock(out):
-        tmp = out / f".catalog-{new_state()}.tmp"
-        try:
-            catalog = Catalog.create(tmp, {**meta, "state": "", "created": datetime.now(UTC).isoformat()})
-            items = fill(catalog)
-            with catalog.transaction():
-                ids = catalog.insert(items)
-                codes = np.frombuffer(b"".join(i.code for i in items), np.uint8).reshape(len(items), meta["bits"] // 8)
-                state = new_state()
-                build_index(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"],
-                            paths=[str(Path(i.root) / i.path) for i in items],
-                            labels=[i.label for i in items]).save(faiss_path(out, state))
-                catalog.set_meta(state=state)
-            catalog.close()
-            fsync_file(tmp)
-            recover_catalog(out / CATALOG_NAME)  # an old hot journal must not be applied to the new file
-            os.replace(tmp, out / CATALOG_NAME)
-        finally:
-            tmp.unlink(missing_ok=True)
-        remove_stale_files(out, state)
-    return len(items)
 
 
 def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions | None = None) -> Report:
@@ -270,34 +217,6 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
     return _finish(Report(added=total, total=total), Path(out), started)
 
 
-def add_files(store: IndexStore, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,
-              index: CodeIndex) -> tuple[Report, CodeIndex]:
-    """Encode the new and changed ``files`` into ``store`` and commit; hold ``store.writing()``.
-
-    Args:
-        index: the FAISS index of the store's current state. It is never modified, so searches may go on
-            using it; the index of the new state is returned.
-    """
-    report = Report()
-    new, changed = encode_files(store.catalog, model, files, options, report)
-    index = commit_items(store, index, new, changed)
-    report.total = index.ntotal
-    return report, index
-
-
-def commit_items(store: IndexStore, index: CodeIndex, new: Sequence[NewItem],
-                 changed: Sequence[tuple[int, NewItem]] = ()) -> CodeIndex:
-    """Insert encoded items (and replace changed ones) with the index of the new state, in one transaction;
-    hold ``store.writing()``. ``index`` (the current state's) is never modified; the new state's is returned."""
-    with store.transaction():
-        new_ids = store.catalog.insert(new)
-        store.catalog.update(changed)
-        if new or changed:
-            index = _updated_index(store, index.copy(), new_ids, list(new), rebuild=bool(changed))
-            store.save_index(index)
-    return index
-
-
 def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOptions | None = None) -> Report:
     """Add the new and changed images under ``folders`` to an existing index; unchanged files are not re-encoded."""
     options = options or IndexOptions()
@@ -306,42 +225,40 @@ def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOpti
     try:
         model, model_sha256 = store.load_model(options.checkpoint, options.device)
         files = find_files(folders)
-        with store.writing(model_sha256):
-            report, _ = add_files(store, model, files, options, store.load_index()[0])
+        report = Report()
+        with store.writer(model_sha256) as writer:
+            new, changed = encode_files(writer.catalog, model, files, options, report)
+            writer.add(new)
+            writer.update(changed)
+        report.total = writer.index.ntotal
         return _finish(report, store.dir, started)
     finally:
         store.close()
 
 
-def remove_items(store: IndexStore, ids: Sequence[int] = (),
-                 paths: Sequence[str | Path] = ()) -> tuple[Report, CodeIndex]:
-    """Remove items by id or by file path and commit; hold ``store.writing()``. Returns the new state's index.
+def stage_removal(writer: IndexWriter, ids: Sequence[int] = (), paths: Sequence[str | Path] = ()) -> None:
+    """Stage the removal of items by id or by file path.
 
     Raises:
-        ItemNotFoundError: an id or path is not in the index; nothing is removed then.
+        ItemNotFoundError: an id or path is not in the index; nothing is staged then.
     """
-    by_path = store.catalog.ids_for_files([Path(p).resolve() for p in paths])
-    by_id = store.catalog.items(ids)
+    by_path = writer.catalog.ids_for_files([Path(p).resolve() for p in paths])
+    by_id = writer.catalog.items(ids)
     missing = [str(p) for p in paths if Path(p).resolve() not in by_path]
     missing += [str(i) for i in ids if int(i) not in by_id]
     if missing:
         raise ItemNotFoundError(f"not in the index, nothing removed: {', '.join(missing)}")
-    with store.transaction():
-        report = Report(removed=store.catalog.delete(set(by_id) | set(by_path.values())))
-        index = store.index_from_catalog()
-        store.save_index(index)
-    report.total = index.ntotal
-    return report, index
+    writer.remove(set(by_id) | set(by_path.values()))
 
 
 def remove(index_dir: str | Path, ids: Sequence[int] = (), paths: Sequence[str | Path] = ()) -> Report:
-    """Remove items from the index at ``index_dir`` by id or by file path (see :func:`remove_items`)."""
+    """Remove items from the index at ``index_dir`` by id or by file path (see :func:`stage_removal`)."""
     started = time.perf_counter()
     store = IndexStore(index_dir)
     try:
-        with store.writing():
-            report, _ = remove_items(store, ids, paths)
-        return _finish(report, store.dir, started)
+        with store.writer() as writer:
+            stage_removal(writer, ids, paths)
+        return _finish(Report(removed=writer.removed, total=writer.index.ntotal), store.dir, started)
     finally:
         store.close()
 
@@ -351,12 +268,11 @@ def rebuild(index_dir: str | Path, index_type: str | None = None) -> Report:
     started = time.perf_counter()
     store = IndexStore(index_dir)
     try:
-        with store.writing(), store.transaction():
+        with store.writer() as writer:
             index_type = index_type or store.meta["index_type"]
-            check_index_type(index_type, store.bits)
-            index = store.index_from_catalog(index_type)
-            store.save_index(index, index_type)
-        report = Report(unchanged=index.ntotal, total=index.ntotal, seconds=time.perf_counter() - started)
+            writer.reindex(index_type)
+        report = Report(unchanged=writer.index.ntotal, total=writer.index.ntotal,
+                        seconds=time.perf_counter() - started)
         logger.info("rebuilt %s as a %s index (%.1f s)", store.dir, index_type, report.seconds)
         return report
     finally:

@@ -11,24 +11,32 @@ A change writes a FAISS file under a fresh state token, then commits the catalog
 new token in one SQLite transaction, then deletes FAISS files of older states. Killed before the commit,
 the old state and its file are untouched; killed after it, the new state's file is already on disk.
 A fresh build writes a whole new catalog beside the old one and renames it over the old one.
+
+Every change, by the command line or the service, goes through this module: :func:`index_writer` (or
+``IndexStore.writer``) takes the lock, stages rows and codes in an :class:`IndexWriter`, and commits them;
+:func:`write_index` makes a fresh build. No other module takes the lock.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nac_hash.atomic import fsync_file
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
-from nac_hash.index_data.backends import CodeIndex, backend_for_file, build_index, load_index_file
-from nac_hash.index_data.catalog import Catalog, CatalogError
+from nac_hash.index_data.backends import CodeIndex, backend_for_file, build_index, check_index_type, load_index_file
+from nac_hash.index_data.catalog import Catalog, CatalogError, NewItem
 from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.models import HashingModel
@@ -166,7 +174,7 @@ class IndexStore:
         """Refill an engine that fell out of step with the catalog (a Milvus collection whose writer died before
         its commit), in place, so that the state file keeps pointing at it. Only done when no writer holds the
         directory: a writer's rows reach such an engine just before its commit."""
-        with write_lock(self.dir, wait=False) as locked:
+        with try_exclusive(self.dir) as locked:
             if not locked:
                 logger.warning("%s is out of step with the catalog; a writer is busy, so it is left for the next "
                                "opener to refill", index)
@@ -181,33 +189,152 @@ class IndexStore:
         ids, codes, paths, labels = self.catalog.index_rows()
         return build_index(codes, ids, index_type or self.meta["index_type"], self.bits, params, paths, labels)
 
-    @contextmanager
-    def writing(self, model_sha256: str | None = None) -> Iterator[None]:
-        """Hold the directory's write lock: the catalog cannot change under this writer until it commits.
+    def writer(self, model_sha256: str | None = None, timeout_s: float | None = None) -> AbstractContextManager:
+        """``with store.writer() as w: w.add(...); w.remove(...)``: the directory's one writer, committed at the
+        end of the block (see :func:`index_writer`).
 
         Raises:
             IndexDirError: a build replaced the index while this writer waited (its catalog is another now).
             CheckpointMismatchError: ``model_sha256``, the weights of the codes to be written, is not the model
                 the index was built with.
         """
-        with write_lock(self.dir):
+        def current() -> tuple[IndexStore, CodeIndex]:
             if self.replaced():
                 raise IndexDirError(f"{self.dir} was rebuilt while this command waited to write; run it again")
             self.catalog.refresh_meta()
             if model_sha256 is not None:
                 self.check_checkpoint(model_sha256, "the model these codes come from")
-            yield
+            return self, self.load_index()[0]
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Inside :meth:`writing`: a catalog transaction; call :meth:`save_index` in it with the matching index."""
-        with self.catalog.transaction():
-            yield
+        return index_writer(self.dir, current, timeout_s)
+
+
+class IndexWriter:
+    """Changes to one index directory, staged under its write lock and committed together: the catalog's rows
+    and the index of the new state in one SQLite transaction (see the module docstring).
+
+    The index it starts from (the current state's) is never modified, so searches may go on using it; after
+    :meth:`commit`, ``index`` and ``state`` are the new state's.
+    """
+
+    def __init__(self, store: IndexStore, index: CodeIndex) -> None:
+        self.store, self.index, self.state = store, index, store.state
+        self.added_ids: list[int] = []
+        self.removed = 0
+        self._new: list[NewItem] = []
+        self._changed: list[tuple[int, NewItem]] = []
+        self._removed: set[int] = set()
+        self._index_type: str | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, for reads (what a writer must know before it stages a change)."""
+        return self.store.catalog
+
+    def add(self, items: Sequence[NewItem]) -> None:
+        self._new += items
+
+    def update(self, changed: Sequence[tuple[int, NewItem]]) -> None:
+        """Replace the rows of these ids (files whose content changed)."""
+        self._changed += changed
+
+    def remove(self, ids: Iterable[int]) -> None:
+        self._removed |= {int(i) for i in ids}
+
+    def reindex(self, index_type: str) -> None:
+        """Rebuild the index from the stored codes, as ``index_type``, at the commit."""
+        check_index_type(index_type, self.store.bits)
+        self._index_type = index_type
+
+    def commit(self) -> CodeIndex:
+        """Write what was staged (nothing staged: only stale files are removed); returns the new state's index.
+
+        The block of :func:`index_writer` commits at its end; a writer commits sooner where it must act on the
+        committed state while it still holds the lock."""
+        if not (self._new or self._changed or self._removed or self._index_type):
+            remove_stale_files(self.store.dir, self.state)  # what a killed writer may have left
+            return self.index
+        catalog = self.store.catalog
+        with catalog.transaction():
+            self.added_ids = catalog.insert(self._new)
+            catalog.update(self._changed)
+            self.removed = catalog.delete(self._removed) if self._removed else 0
+            self.index = self._next_index()
+            self.state = new_state()
+            self.index.save(faiss_path(self.store.dir, self.state))
+            catalog.set_meta(state=self.state, index_type=self._index_type or self.store.meta["index_type"])
         # Re-read what was committed: a reader thread may have refreshed the shared meta in the meantime.
-        remove_stale_files(self.dir, self.catalog.refresh_meta()["state"])
+        remove_stale_files(self.store.dir, catalog.refresh_meta()["state"])
+        self._new, self._changed, self._removed, self._index_type = [], [], set(), None
+        return self.index
 
-    def save_index(self, index: CodeIndex, index_type: str | None = None) -> None:
-        """Inside :meth:`transaction`: write ``index`` under a fresh state token and point the catalog at it."""
-        state = new_state()
-        index.save(faiss_path(self.dir, state))
-        self.catalog.set_meta(state=state, index_type=index_type or self.meta["index_type"])
+    def _next_index(self) -> CodeIndex:
+        """The new codes appended to a copy of the index, or a rebuild from all stored codes where rows changed
+        or left (or another index type was asked for)."""
+        if self._changed or self._removed or self._index_type or not self.index.can_add:
+            return self.store.index_from_catalog(self._index_type)
+        bits = self.store.bits
+        index = self.index.copy()
+        codes = np.frombuffer(b"".join(i.code for i in self._new), np.uint8).reshape(len(self._new), bits // 8)
+        index.add(codes, np.array(self.added_ids, dtype=np.int64), [str(Path(i.root) / i.path) for i in self._new],
+                  [i.label for i in self._new])
+        return index
+
+
+class IndexBusyError(NacHashError):
+    """Another writer held the index for longer than this one could wait."""
+
+
+@contextmanager
+def index_writer(index_dir: Path, current: Callable[[], tuple[IndexStore, CodeIndex]],
+                 timeout_s: float | None = None) -> Iterator[IndexWriter]:
+    """Hold ``index_dir``'s write lock (at most ``timeout_s`` of waiting for it), yield a writer over what
+    ``current()``, called once the lock is held, says is the store and its current index, and commit when the
+    block ends without an error. Every change of an index directory, by the command line or the service, is
+    made here.
+
+    Raises:
+        IndexBusyError: the lock was not free within ``timeout_s``.
+    """
+    started = time.monotonic()
+    with write_lock(index_dir, timeout_s=timeout_s) as held:
+        if not held:
+            raise IndexBusyError(f"waited {time.monotonic() - started:.1f} s for another process (the command "
+                                 "line?) to finish writing the index; try again shortly")
+        writer = IndexWriter(*current())
+        yield writer
+        writer.commit()
+
+
+def try_exclusive(index_dir: Path) -> AbstractContextManager[bool]:
+    """The write lock if it is free now (yields True), else nothing (False): for tidying up that can wait."""
+    return write_lock(index_dir, wait=False)
+
+
+def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]]) -> int:
+    """Write a complete new index at ``out`` and swap it in at the end; returns how many items it holds.
+
+    ``fill`` receives the new, empty catalog (to look up what it already holds) and returns its items. The old
+    index stays untouched, and loadable, until the final rename.
+    """
+    with write_lock(out):
+        tmp = out / f".catalog-{new_state()}.tmp"
+        try:
+            catalog = Catalog.create(tmp, {**meta, "state": "", "created": datetime.now(UTC).isoformat()})
+            items = fill(catalog)
+            with catalog.transaction():
+                ids = catalog.insert(items)
+                codes = np.frombuffer(b"".join(i.code for i in items), np.uint8).reshape(len(items), meta["bits"] // 8)
+                state = new_state()
+                build_index(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"],
+                            paths=[str(Path(i.root) / i.path) for i in items],
+                            labels=[i.label for i in items]).save(faiss_path(out, state))
+                catalog.set_meta(state=state)
+            catalog.close()
+            fsync_file(tmp)
+            recover_catalog(out / CATALOG_NAME)  # an old hot journal must not be applied to the new file
+            os.replace(tmp, out / CATALOG_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
+        remove_stale_files(out, state)
+    return len(items)

@@ -21,12 +21,13 @@ from nac_hash.errors import NacHashError
 from nac_hash.images import InvalidImageError
 from nac_hash.index_data.catalog import ItemNotFoundError
 from nac_hash.index_data.search import IndexUnusableError, InvalidQueryError
+from nac_hash.index_data.store import IndexBusyError
 from nac_hash.service.guard import RequestGuard
 from nac_hash.service.metrics import Metrics
 from nac_hash.service.routes import items, ops, search
 from nac_hash.service.schemas import Problem, code_schema
 from nac_hash.service.settings import Settings
-from nac_hash.service.state import ReadOnlyIndexError, SearchService, WriterBusyError
+from nac_hash.service.state import ReadOnlyIndexError, SearchService
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def add_error_handlers(app: FastAPI) -> None:
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, lambda request, e, status=status: _problem(
             status, type(e).__name__, str(e)))
-    app.add_exception_handler(WriterBusyError, lambda request, e: _problem(
-        503, "WriterBusyError", str(e), headers={"Retry-After": "1"}))
+    app.add_exception_handler(IndexBusyError, lambda request, e: _problem(
+        503, "IndexBusyError", str(e), headers={"Retry-After": "1"}))
     app.add_exception_handler(IndexUnusableError, lambda request, e: _problem(503, "IndexUnusableError", str(e)))
     # Starlette's own 404, 405 and 400 (a malformed multipart body) too, not only the routes' HTTPExceptions.
     app.add_exception_handler(StarletteHTTPException, lambda request, e: _problem(

@@ -22,11 +22,10 @@ from nac_hash.atomic import atomic_path
 from nac_hash.codes import pack_codes
 from nac_hash.errors import NacHashError
 from nac_hash.images import image_extension
+from nac_hash.index_data.backends import CodeIndex
 from nac_hash.index_data.catalog import Item, ItemNotFoundError, NewItem
-from nac_hash.index_data.indexer import commit_items, remove_items
-from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search import Hit, Hits, InvalidQueryError, Queries, Searcher
-from nac_hash.index_data.store import IndexStore
+from nac_hash.index_data.store import IndexBusyError, IndexStore, IndexWriter, index_writer
 from nac_hash.service.batcher import QueryBatcher
 from nac_hash.service.metrics import Stages
 from nac_hash.service.settings import Settings
@@ -36,10 +35,6 @@ logger = logging.getLogger(__name__)
 
 class ReadOnlyIndexError(NacHashError):
     """The index is served memory-mapped, so it cannot change."""
-
-
-class WriterBusyError(NacHashError):
-    """Another writer (the CLI, or enough other uploads) holds the index for longer than a write may wait."""
 
 
 class SearchService:
@@ -87,50 +82,54 @@ class SearchService:
         if self.settings.mmap:
             raise ReadOnlyIndexError("the index is served memory-mapped (read-only); serve it unmapped to change it")
 
-    @staticmethod
-    def _busy(started: float, holder: str) -> WriterBusyError:
-        return WriterBusyError(f"waited {time.monotonic() - started:.1f} s for {holder} to finish writing the "
-                               "index; try again shortly")
-
     def _acquire_writer(self, started: float) -> None:
         """This process's writer slot, waited for at most writer_wait_s by at most max_waiting_writes requests."""
         if not self._waiting.acquire(blocking=False):
-            raise WriterBusyError(f"{self.settings.max_waiting_writes} writes are already waiting for the index; "
-                                  "try again shortly")
+            raise IndexBusyError(f"{self.settings.max_waiting_writes} writes are already waiting for the index; "
+                                 "try again shortly")
         try:
             if not self._writer.acquire(timeout=self.settings.writer_wait_s):
-                raise self._busy(started, "another write of this service")
+                raise IndexBusyError(f"waited {time.monotonic() - started:.1f} s for another write of this service "
+                                     "to finish; try again shortly")
         finally:
             self._waiting.release()
 
     @contextmanager
-    def _writing(self) -> Iterator[IndexStore]:
-        """Be the one writer of the index directory, caught up with whatever other writers committed."""
+    def _writing(self) -> Iterator[IndexWriter]:
+        """Be the one writer of the index directory, caught up with whatever other writers committed; the
+        searcher serves each state it commits."""
         started = time.monotonic()
-        deadline = started + self.settings.writer_wait_s
         self._acquire_writer(started)
         try:
-            with write_lock(self.settings.index, timeout_s=max(0.0, deadline - time.monotonic())) as held:
-                if not held:
-                    raise self._busy(started, "another process (the command line?)")
-                self.searcher.refresh()
-                yield self.searcher.store
+            remaining = max(0.0, started + self.settings.writer_wait_s - time.monotonic())
+            with index_writer(self.settings.index, self._caught_up, remaining) as writer:
+                yield writer
+                self._commit(writer)
         finally:
             self._writer.release()
+
+    def _caught_up(self) -> tuple[IndexStore, CodeIndex]:
+        self.searcher.refresh()
+        return self.searcher.store, self.searcher.index
+
+    def _commit(self, writer: IndexWriter) -> None:
+        """Commit what ``writer`` staged and serve the new state (searches already running finish on the old)."""
+        self.searcher.swap(writer.commit(), writer.state)
 
     def remove_orphan_uploads(self) -> None:
         """Delete upload files no item refers to (left by a crash between writing a file and its commit)."""
         uploads = self.settings.uploads.resolve()
         if not uploads.is_dir():
             return
-        with write_lock(self.settings.index, wait=False) as held:
-            if not held:
-                return  # another writer is busy; the next start tidies up
-            files = [p for p in uploads.iterdir() if p.is_file()]
-            known = self.searcher.store.catalog.ids_for_files(files)
-            for orphan in set(files) - set(known):
-                logger.info("removing orphan upload %s", orphan.name)
-                orphan.unlink(missing_ok=True)
+        try:
+            with index_writer(self.settings.index, self._caught_up, timeout_s=0) as writer:
+                files = [p for p in uploads.iterdir() if p.is_file()]
+                known = writer.catalog.ids_for_files(files)
+                for orphan in set(files) - set(known):
+                    logger.info("removing orphan upload %s", orphan.name)
+                    orphan.unlink(missing_ok=True)
+        except IndexBusyError:
+            return  # another writer is busy; the next start tidies up
 
     @property
     def bits(self) -> int:
@@ -200,29 +199,29 @@ class SearchService:
         digest = hashlib.sha256(data).hexdigest()
         uploads = self.settings.uploads.resolve()
         path = uploads / f"{digest[:24]}{image_extension(data)}"
-        with self._writing() as store:
+        with self._writing() as writer:
             if self.searcher.model_sha256 != encoded_with:  # a rebuild with another model, caught up with above
                 code = self.searcher.query([self.decode(data)])[0][0]
-            store.check_checkpoint(self.searcher.model_sha256, "the service's model")
-            known = store.catalog.ids_for_files([path])
+            writer.store.check_checkpoint(self.searcher.model_sha256, "the service's model")
+            known = writer.catalog.ids_for_files([path])
             if path not in known:
                 with atomic_path(path) as tmp:
                     tmp.write_bytes(data)
-                item = NewItem(str(uploads), path.name, len(data), path.stat().st_mtime_ns, digest, None,
-                               code.tobytes())
-                self.searcher.swap(commit_items(store, self.searcher.index, [item]), store.state)
-                known = store.catalog.ids_for_files([path])
+                writer.add([NewItem(str(uploads), path.name, len(data), path.stat().st_mtime_ns, digest, None,
+                                    code.tobytes())])
+                self._commit(writer)
+                known = {path: writer.added_ids[0]}
         return self.searcher.items([known[path]])[known[path]]
 
     def delete(self, item_id: int) -> Item:
         """Remove an item; an uploaded image's file goes with it, under the same lock."""
         self._check_writable()
-        with self._writing() as store:
+        with self._writing() as writer:
             item = self.searcher.items([item_id]).get(item_id)
             if item is None:
                 raise ItemNotFoundError(f"no item with id {item_id}")
-            _, index = remove_items(store, ids=[item_id])
-            self.searcher.swap(index, store.state)
+            writer.remove([item_id])
+            self._commit(writer)  # before the file goes, and while no upload of the same bytes can write it
             if item.file.parent == self.settings.uploads.resolve():
                 item.file.unlink(missing_ok=True)
         return item

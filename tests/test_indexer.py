@@ -23,7 +23,7 @@ from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.index import IndexTypeError
 from nac_hash.index_data.indexer import add, build, info, merge, rebuild, remove
 from nac_hash.index_data.search import Searcher
-from nac_hash.index_data.store import IndexDirError, IndexStore
+from nac_hash.index_data.store import IndexBusyError, IndexDirError, IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
@@ -203,10 +203,11 @@ def test_missing_faiss_file_is_rebuilt_from_the_codes(class_folders, tmp_path):
 # process that SIGKILLs itself there, so nothing of Python's clean-up runs.
 KILL_POINTS = {
     "build-encode": ("nac_hash.index_data.indexer", "encode_images", "second_call"),
-    "build-before-swap": ("nac_hash.index_data.indexer", "recover_catalog", "before"),
-    "build-after-swap": ("nac_hash.index_data.indexer", "remove_stale_files", "before"),
+    "build-before-swap": ("nac_hash.index_data.store", "recover_catalog", "before"),
+    "build-after-swap": ("nac_hash.index_data.store", "remove_stale_files", "before"),
     "add-encode": ("nac_hash.index_data.indexer", "encode_images", "second_call"),
-    "add-before-commit": ("nac_hash.index_data.store.IndexStore", "save_index", "after"),
+    # the new state's FAISS file written and the catalog pointed at it, the transaction not committed
+    "add-before-commit": ("nac_hash.index_data.catalog.Catalog", "set_meta", "after"),
     "add-after-commit": ("nac_hash.index_data.store", "remove_stale_files", "before"),
 }
 CHILD = """
@@ -216,8 +217,8 @@ from nac_hash.index_data.indexer import add, build
 
 point, folder, index = sys.argv[1:]
 module, name, when = {points}[point]
-owner = importlib.import_module(module) if "IndexStore" not in module else importlib.import_module(
-    "nac_hash.index_data.store").IndexStore
+parent, last = module.rsplit(".", 1)
+owner = getattr(importlib.import_module(parent), last) if last[0].isupper() else importlib.import_module(module)
 original = getattr(owner, name)
 calls = []
 
@@ -303,3 +304,32 @@ def test_merge_refuses_overlapping_shards_and_bad_shard_specs(class_folders, tmp
         merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
     with pytest.raises(ValueError, match="i/n"):
         build([class_folders], tmp_path / "c", dataclasses.replace(OPTIONS, shard="3/3"))
+
+
+def test_a_writer_commits_at_the_end_of_its_block_or_not_at_all(index):
+    store = IndexStore(index)
+    before = search_all(index)
+    (first_id,) = store.catalog.codes()[0][:1]
+    with pytest.raises(RuntimeError), store.writer() as writer:
+        writer.remove([first_id])
+        raise RuntimeError("the block fails: nothing is committed")
+    assert search_all(index) == before
+    with store.writer() as writer:
+        writer.remove([first_id])
+    assert writer.removed == 1 and writer.index.ntotal == len(before) - 1
+    assert len(search_all(index)) == len(before) - 1
+    store.close()
+
+
+def test_a_second_writer_waits_then_gives_up_saying_so(index):
+    store = IndexStore(index)
+    with store.writer(), pytest.raises(IndexBusyError, match=r"waited 0\.[0-9] s"), store.writer(timeout_s=0.2):
+        pass
+    store.close()
+
+
+def test_only_the_store_takes_the_write_lock():
+    """The lock is taken in exactly one module: every other writer goes through index_writer."""
+    importers = [path.relative_to(REPO).as_posix() for folder in ("nac_hash", "training", "index_data", "service")
+                 for path in (REPO / folder).rglob("*.py") if "index_data.lock" in path.read_text()]
+    assert importers == ["index_data/store.py"]
