@@ -15,6 +15,7 @@ from pathlib import Path
 from nac_hash import __version__
 from nac_hash.errors import NacHashError
 from nac_hash.model_config import ROTATION_INPUTS
+from nac_hash.options import plain
 
 USER_ERRORS: tuple[type[Exception], ...] = (NacHashError, ValueError, OSError)  # OSError: missing or unwritable paths
 
@@ -122,12 +123,14 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nac-hash", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nac-hash", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="learn hash codes (--method: NAC, NAC-MQ, SimCLR, Deep InfoMax or AET)")
+    from nac_hash.training.methods import METHODS
+
+    train = commands.add_parser("train", help=f"learn hash codes (--method: {', '.join(METHODS)})")
     from nac_hash.training.config import CIFAR10_ROOT, add_config_arguments
 
     add_config_arguments(train)

@@ -24,8 +24,13 @@ def _base_type(annotation: object) -> type:
     return annotation  # type: ignore[return-value]
 
 
-def _attribute_docs(cls: type) -> dict[str, str]:
-    """``name: text`` lines of the class docstring's Attributes section."""
+def plain(text: str) -> str:
+    """Docstring text as --help shows it: ``code`` marks dropped."""
+    return text.replace("``", "")
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """``name: text`` lines of the class docstring's Attributes section (also read by scripts/gen_docs.py)."""
     docs: dict[str, str] = {}
     name, indent = None, 0
     for line in (cls.__doc__ or "").splitlines():
@@ -43,10 +48,10 @@ def _attribute_docs(cls: type) -> dict[str, str]:
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one option per field of the dataclass ``cls``, with help from its docstring's Attributes."""
     hints = typing.get_type_hints(cls)
-    docs = _attribute_docs(cls)
+    docs = attribute_docs(cls)
     for field in dataclasses.fields(cls):
         kind = _base_type(hints[field.name])
-        help_text = f"{docs.get(field.name, '')} (default: {field.default})".strip().replace("%", "%%")
+        help_text = plain(f"{docs.get(field.name, '')} (default: {field.default})".strip()).replace("%", "%%")
         if kind is bool:
             parser.add_argument(option_name(field.name), action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)

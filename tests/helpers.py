@@ -30,6 +30,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Headless Chromium for the browser tests; without these flags it keeps trying to reach Google's servers.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BITS = 128
 CIFAR_ARCHIVE = REPO.parent / "shared" / "data" / "cifar-10-images.tar.gz"
 
