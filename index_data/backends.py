@@ -9,7 +9,7 @@ to. A new engine is one class implementing :class:`CodeIndex` plus one :class:`B
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,13 +61,13 @@ class CodeIndex(Protocol):
 
 @dataclass(frozen=True)
 class Backend:
-    """One engine, as the store and the indexer use it."""
+    """One engine, as the store and the indexer use it. Its name is recorded in the catalog's meta and names
+    its state files (``<name>-<state>.index``)."""
 
     name: str
     accepts: Callable[[str], bool]  # whether an index-type string names this engine
     check: Callable[[str, int], None]  # raise IndexTypeError for a type that cannot be built, before any work
     build: Callable[..., CodeIndex]  # (codes, ids, index_type, bits, params, paths, labels)
-    owns_file: Callable[[bytes], bool]  # whether a state file starting with these bytes is this engine's
     load: Callable[..., CodeIndex]  # (path, ids, mmap=, params=)
     discard_file: Callable[[Path, Path], None]  # release what a stale state file holds (it is then deleted)
 
@@ -86,9 +86,9 @@ def _nothing_to_release(stale: Path, current: Path) -> None:
 
 BACKENDS: tuple[Backend, ...] = (  # the first that accepts wins: FAISS takes every type Milvus does not
     Backend("milvus", lambda index_type: parse_milvus_type(index_type) is not None, _no_check, MilvusIndex.build,
-            lambda head: head.startswith(b"{"), MilvusIndex.load, drop_unless_shared),
-    Backend("faiss", lambda index_type: True, _check_faiss_type, HammingIndex.build, lambda head: True,
-            HammingIndex.load, _nothing_to_release),
+            MilvusIndex.load, drop_unless_shared),
+    Backend("faiss", lambda index_type: True, _check_faiss_type, HammingIndex.build, HammingIndex.load,
+            _nothing_to_release),
 )
 
 
@@ -96,13 +96,25 @@ def backend_for_type(index_type: str) -> Backend:
     return next(b for b in BACKENDS if b.accepts(index_type))
 
 
-def backend_for_file(path: str | Path) -> Backend:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise OSError(f"cannot read index file {path}: {e}") from e
-    return next(b for b in BACKENDS if b.owns_file(head))
+def backend_named(name: str) -> Backend:
+    return next(b for b in BACKENDS if b.name == name)
+
+
+def state_file(index_dir: Path, state: str, backend: str) -> Path:
+    """The file of ``state``, named by its engine: ``faiss-<state>.index``, ``milvus-<state>.index``."""
+    return index_dir / f"{backend}-{state}.index"
+
+
+def state_files(index_dir: Path) -> Iterator[tuple[Path, Backend]]:
+    """Every state file in ``index_dir`` with the engine that wrote it.
+
+    Indexes written before files were named by engine kept a Milvus state, a small JSON pointer, in a
+    ``faiss-`` file too: such a file is still told apart by its first byte.
+    """
+    for backend in BACKENDS:
+        for path in index_dir.glob(f"{backend.name}-*.index"):
+            legacy_milvus = backend.name == "faiss" and path.read_bytes()[:1] == b"{"
+            yield path, backend_named("milvus") if legacy_milvus else backend
 
 
 def check_index_type(index_type: str, bits: int) -> None:
@@ -116,7 +128,7 @@ def build_index(codes: np.ndarray, ids: np.ndarray, index_type: str, bits: int, 
     return backend_for_type(index_type).build(codes, ids, index_type, bits, params, paths, labels)
 
 
-def load_index_file(path: str | Path, ids: np.ndarray, mmap: bool = False,
+def load_index_file(path: str | Path, backend: str, ids: np.ndarray, mmap: bool = False,
                     params: SearchParams | None = None) -> CodeIndex:
-    """The index a state file holds, by whichever engine wrote it."""
-    return backend_for_file(path).load(path, ids, mmap=mmap, params=params)
+    """The index a state file of ``backend`` holds."""
+    return backend_named(backend).load(path, ids, mmap=mmap, params=params)

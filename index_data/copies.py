@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import faiss
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
@@ -25,6 +24,7 @@ from nac_hash.atomic import atomic_path, write_json
 from nac_hash.baselines import ITQ, PERCEPTUAL_HASHES, RandomHyperplaneLSH, perceptual_codes
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import exif_orientation, list_images, square_image, upright
+from nac_hash.index_data.backends import CodeIndex, build_index
 from nac_hash.inference import encode_images
 from nac_hash.progress import progress_bar
 from nac_hash.provenance import provenance
@@ -121,15 +121,14 @@ class Coder:
         return self.projection.encode(self._pixels(images))
 
 
-def _scores(index: faiss.IndexBinary, queries: np.ndarray, truth: np.ndarray, thresholds: range) -> dict:
-    """Recall@1/@10 and the copy-or-not precision/recall per threshold, for queries whose original is ``truth``."""
+def _scores(index: CodeIndex, queries: np.ndarray, truth: np.ndarray, thresholds: range) -> dict:
+    """Recall@1/@10 and the copy-or-not precision/recall per threshold, for queries whose original is ``truth``
+    (the index's ids are the database's positions)."""
     _, nearest = index.search(queries, 10)
     recall_at = {k: float(np.mean([t in row[:k] for t, row in zip(truth, nearest, strict=True)])) for k in (1, 10)}
-    limits, distances, positions = index.range_search(queries, thresholds[-1] + 1)
     hits = np.zeros(len(thresholds)), np.zeros(len(thresholds))  # true copies, all items within the threshold
-    for q in range(len(queries)):
-        d = distances[limits[q] : limits[q + 1]]
-        is_original = positions[limits[q] : limits[q + 1]] == truth[q]
+    for (d, ids), original in zip(index.range_search(queries, thresholds[-1]), truth, strict=True):
+        is_original = ids == original
         for j, t in enumerate(thresholds):
             within = d <= t
             hits[0][j] += np.sum(within & is_original)
@@ -162,8 +161,7 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
     for method in methods:
         coder = Coder(method, model, model.config.image_size, fit, seed)
         codes = coder(database)
-        index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-        index.add(codes)
+        index = build_index(codes, np.arange(len(codes), dtype=np.int64), "flat", codes.shape[1] * 8)
         thresholds = range(0, codes.shape[1] * 8 // 4 + 1)
         results[method] = {"bits": codes.shape[1] * 8,
                             **{name: _scores(index, coder(images), truth, thresholds)

@@ -26,7 +26,7 @@ from nac_hash.images import InvalidImageError, decode_image, is_image_file, read
 from nac_hash.index_data.backends import check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
 from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.store import REPORT_NAME, IndexStore, IndexWriter, faiss_path, write_index
+from nac_hash.index_data.store import REPORT_NAME, IndexStore, IndexWriter, backend_of, state_path, write_index
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
 from nac_hash.progress import progress_bar
@@ -284,14 +284,15 @@ def info(index_dir: str | Path) -> dict:
     store = IndexStore(index_dir)
     try:
         meta = store.meta
-        faiss_file = faiss_path(store.dir, meta["state"])
+        state_file = state_path(store.dir, meta)
         return {
             "index": str(store.dir.resolve()), "format_version": meta["format_version"], "items": store.catalog.count(),
             "bits": meta["bits"], "index_type": meta["index_type"], "checkpoint": meta["checkpoint_path"],
             "checkpoint_sha256": meta["checkpoint_sha256"], "roots": store.catalog.roots(),
             "created": meta["created"], "state": meta["state"],
             "catalog_bytes": store.catalog.path.stat().st_size,
-            "faiss_bytes": faiss_file.stat().st_size if faiss_file.is_file() else None,
+            "backend": backend_of(meta), "state_file": state_file.name,
+            "state_file_bytes": state_file.stat().st_size if state_file.is_file() else None,
         }
     finally:
         store.close()

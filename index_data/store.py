@@ -3,11 +3,13 @@
 Layout::
 
     INDEX_DIR/catalog.sqlite         items, packed codes and meta (format, bits, checkpoint, index type, state)
-    INDEX_DIR/faiss-<state>.index    the FAISS index matching the catalog's current ``state``
+    INDEX_DIR/<engine>-<state>.index the index of the catalog's current ``state``, named by its engine (the
+                                     catalog's ``backend``): faiss-<state>.index holds the codes,
+                                     milvus-<state>.index points to a Milvus collection
     INDEX_DIR/report.json            files skipped by the last build or add, with the reason
     INDEX_DIR/write.lock             taken by every writer (one at a time)
 
-A change writes a FAISS file under a fresh state token, then commits the catalog rows together with the
+A change writes a state file under a fresh state token, then commits the catalog rows together with the
 new token in one SQLite transaction, then deletes FAISS files of older states. Killed before the commit,
 the old state and its file are untouched; killed after it, the new state's file is already on disk.
 A fresh build writes a whole new catalog beside the old one and renames it over the old one.
@@ -35,7 +37,15 @@ import torch
 from nac_hash.atomic import fsync_file
 from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
 from nac_hash.errors import NacHashError
-from nac_hash.index_data.backends import CodeIndex, backend_for_file, build_index, check_index_type, load_index_file
+from nac_hash.index_data.backends import (
+    CodeIndex,
+    backend_for_type,
+    build_index,
+    check_index_type,
+    load_index_file,
+    state_file,
+    state_files,
+)
 from nac_hash.index_data.catalog import Catalog, CatalogError, NewItem
 from nac_hash.index_data.lock import write_lock
 from nac_hash.index_data.search_params import SearchParams
@@ -55,8 +65,17 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint given does not produce the codes stored in the index."""
 
 
-def faiss_path(index_dir: Path, state: str) -> Path:
-    return index_dir / f"faiss-{state}.index"
+def backend_of(meta: dict) -> str:
+    """The engine the catalog records (derived from the index type in catalogs written before it was)."""
+    return meta.get("backend") or backend_for_type(meta["index_type"]).name
+
+
+def state_path(index_dir: Path, meta: dict) -> Path:
+    """The file of the catalog's current state, named by its engine. An index written before files were named
+    by engine has it as ``faiss-<state>.index``, whatever its engine."""
+    named = state_file(index_dir, meta["state"], backend_of(meta))
+    legacy = state_file(index_dir, meta["state"], "faiss")
+    return legacy if not named.exists() and legacy.exists() else named
 
 
 def new_state() -> str:
@@ -73,13 +92,13 @@ def recover_catalog(path: Path) -> None:
             db.close()
 
 
-def remove_stale_files(index_dir: Path, state: str) -> None:
-    """Delete index files of other states (and what only they point to, such as a Milvus collection) and catalogs of
-    builds that never finished. Hold the write lock."""
-    current = faiss_path(index_dir, state)
-    for path in index_dir.glob("faiss-*.index"):
+def remove_stale_files(index_dir: Path, meta: dict) -> None:
+    """Delete the state files of states other than ``meta``'s (and what only they point to, such as a Milvus
+    collection) and catalogs of builds that never finished. Hold the write lock."""
+    current = state_path(index_dir, meta)
+    for path, backend in list(state_files(index_dir)):
         if path != current:
-            backend_for_file(path).discard_file(path, current)
+            backend.discard_file(path, current)
             path.unlink(missing_ok=True)
     for path in index_dir.glob(".catalog-*.tmp*"):
         path.unlink(missing_ok=True)
@@ -160,9 +179,9 @@ class IndexStore:
         if mmap and self.meta["index_type"] != "flat":
             raise ValueError(f"only flat indexes can be memory-mapped; {self.dir} is {self.meta['index_type']!r}")
         meta, ids = self.catalog.snapshot()
-        path = faiss_path(self.dir, meta["state"])
+        path = state_path(self.dir, meta)
         try:
-            index = load_index_file(path, ids, mmap=mmap, params=params)
+            index = load_index_file(path, backend_of(meta), ids, mmap=mmap, params=params)
         except (OSError, ValueError) as e:
             logger.warning("%s; rebuilding the %s index from the stored codes", e, meta["index_type"])
             return self.index_from_catalog(params=params), meta["state"], None
@@ -252,7 +271,7 @@ class IndexWriter:
         The block of :func:`index_writer` commits at its end; a writer commits sooner where it must act on the
         committed state while it still holds the lock."""
         if not (self._new or self._changed or self._removed or self._index_type):
-            remove_stale_files(self.store.dir, self.state)  # what a killed writer may have left
+            remove_stale_files(self.store.dir, self.store.meta)  # what a killed writer may have left
             return self.index
         catalog = self.store.catalog
         with catalog.transaction():
@@ -261,10 +280,12 @@ class IndexWriter:
             self.removed = catalog.delete(self._removed) if self._removed else 0
             self.index = self._next_index()
             self.state = new_state()
-            self.index.save(faiss_path(self.store.dir, self.state))
-            catalog.set_meta(state=self.state, index_type=self._index_type or self.store.meta["index_type"])
+            index_type = self._index_type or self.store.meta["index_type"]
+            backend = backend_for_type(index_type).name
+            self.index.save(state_file(self.store.dir, self.state, backend))
+            catalog.set_meta(state=self.state, index_type=index_type, backend=backend)
         # Re-read what was committed: a reader thread may have refreshed the shared meta in the meantime.
-        remove_stale_files(self.store.dir, catalog.refresh_meta()["state"])
+        remove_stale_files(self.store.dir, catalog.refresh_meta())
         self._new, self._changed, self._removed, self._index_type = [], [], set(), None
         return self.index
 
@@ -320,6 +341,7 @@ def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]])
     with write_lock(out):
         tmp = out / f".catalog-{new_state()}.tmp"
         try:
+            meta = {**meta, "backend": backend_for_type(meta["index_type"]).name}
             catalog = Catalog.create(tmp, {**meta, "state": "", "created": datetime.now(UTC).isoformat()})
             items = fill(catalog)
             with catalog.transaction():
@@ -328,7 +350,7 @@ def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]])
                 state = new_state()
                 build_index(codes, np.array(ids, np.int64), meta["index_type"], meta["bits"],
                             paths=[str(Path(i.root) / i.path) for i in items],
-                            labels=[i.label for i in items]).save(faiss_path(out, state))
+                            labels=[i.label for i in items]).save(state_file(out, state, meta["backend"]))
                 catalog.set_meta(state=state)
             catalog.close()
             fsync_file(tmp)
@@ -336,5 +358,5 @@ def write_index(out: Path, meta: dict, fill: Callable[[Catalog], list[NewItem]])
             os.replace(tmp, out / CATALOG_NAME)
         finally:
             tmp.unlink(missing_ok=True)
-        remove_stale_files(out, state)
+        remove_stale_files(out, {**meta, "state": state})
     return len(items)

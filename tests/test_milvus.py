@@ -76,3 +76,20 @@ def test_service_on_the_milvus_backend(milvus_index):
         assert hits[0]["distance"] == 0 and 7 in {h["id"] for h in hits if h["distance"] == 0}
         assert client.delete("/items/7").status_code == 200
         assert 7 not in {h["id"] for h in client.post("/search", json={"code": code, "k": 36}).json()["hits"]}
+
+
+def test_state_files_are_named_by_engine_and_old_names_still_load(milvus_index, class_folders, tmp_path):
+    index, _ = milvus_index
+    (state_file,) = index.glob("*.index")
+    assert state_file.name.startswith("milvus-") and info(index)["backend"] == "milvus"
+    expected = hits_of(Searcher.open(index, with_model=False), Searcher.open(index).encode(
+        np.zeros((1, 32, 32, 3), np.uint8)), 5)
+    # An index written before state files were named by engine: its Milvus pointer sits in a faiss- file.
+    state_file.rename(index / state_file.name.replace("milvus-", "faiss-"))
+    searcher = Searcher.open(index, with_model=False)
+    np.testing.assert_array_equal(hits_of(searcher, Searcher.open(index).encode(np.zeros((1, 32, 32, 3), np.uint8)),
+                                          5)[0], expected[0])
+    rebuild(index)  # the next write names its file by engine and releases the old one
+    assert [p.name.split("-")[0] for p in index.glob("*.index")] == ["milvus"]
+    build([class_folders], tmp_path / "flat", IndexOptions(progress=False))
+    assert [p.name.split("-")[0] for p in (tmp_path / "flat").glob("*.index")] == ["faiss"]
