@@ -8,6 +8,8 @@ not codes: benchmarks hash their features with ITQ.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,11 +35,12 @@ class Objective(nn.Module):
     def __init__(self, config: TrainConfig, model: HashingModel) -> None:
         super().__init__()
         method = get_method(config.method)
-        self.inputs = method.inputs
+        self.consume = BATCHES[method.batch]
         self.momentum_decay = config.momentum_decay
-        self.loss: nn.Module = getattr(losses, method.loss)(**method.options(config, model.feature_dim))
+        options = dataclasses.asdict(method.options.of(config, model.feature_dim))
+        self.loss: nn.Module = getattr(losses, method.loss)(**options)
         self.momentum_model: HashingModel | None = None
-        if self.inputs == "momentum_queue":
+        if method.momentum_encoder:
             self.momentum_model = copy.deepcopy(model).requires_grad_(False)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -46,32 +49,63 @@ class Objective(nn.Module):
 
     def forward(self, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """The loss of this rank's views; the loss gathers its inputs from all ranks (training.distributed)."""
-        if self.inputs == "local_global":
-            return (self._infomax(model, view1) + self._infomax(model, view2)) / 2
-        if self.inputs == "affine":
-            transformed, params = random_affine(view1)
-            return self.loss(model(view1), model(transformed), params)
-        # One pass per view, so batch-norm statistics never mix an image's two views (the reference code
-        # does the same); the pairing would otherwise be visible to the network through the batch.
-        h1, h2 = model(view1), model(view2)
-        a1, a2 = gather(model.code_logits(h1)), gather(model.code_logits(h2))
-        if self.inputs == "codes":
-            return self.loss(a1, a2)
-        if self.inputs == "codes_and_bits":
-            return self.loss(a1, a2, gather(model.bit_logits(h2)), gather(model.bit_logits(h1)))
-        with torch.no_grad():
-            self.momentum_model.train(model.training)
-            k1, k2 = self.momentum_model(view1), self.momentum_model(view2)
-            keys = self.momentum_model.code_logits(torch.cat([gather(k1), gather(k2)]))
-        return self.loss(a1, a2, gather(model.bit_logits(k2)), gather(model.bit_logits(k1)), keys)
-
-    def _infomax(self, model: HashingModel, view: torch.Tensor) -> torch.Tensor:
-        local = gather(model.feature_map(view))  # one gather: the global vector is the mean of the local map
-        return self.loss(local, local.mean(dim=(2, 3)))
+        return self.consume(self, model, view1, view2)
 
     def after_step(self, model: HashingModel) -> None:
         if self.momentum_model is not None:
             ema_update(self.momentum_model, model, self.momentum_decay)
+
+
+# What each kind of batch feeds its loss. Two-view objectives run one pass per view, so batch-norm statistics
+# never mix an image's two views (the reference code does the same); the pairing would otherwise be visible to
+# the network through the batch.
+
+
+def _codes(objective: Objective, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    h1, h2 = model(view1), model(view2)
+    return objective.loss(gather(model.code_logits(h1)), gather(model.code_logits(h2)))
+
+
+def _codes_and_bits(objective: Objective, model: HashingModel, view1: torch.Tensor,
+                    view2: torch.Tensor) -> torch.Tensor:
+    h1, h2 = model(view1), model(view2)
+    return objective.loss(gather(model.code_logits(h1)), gather(model.code_logits(h2)),
+                          gather(model.bit_logits(h2)), gather(model.bit_logits(h1)))
+
+
+def _momentum_queue(objective: Objective, model: HashingModel, view1: torch.Tensor,
+                    view2: torch.Tensor) -> torch.Tensor:
+    h1, h2 = model(view1), model(view2)
+    momentum = objective.momentum_model
+    with torch.no_grad():
+        momentum.train(model.training)
+        k1, k2 = momentum(view1), momentum(view2)
+        keys = momentum.code_logits(torch.cat([gather(k1), gather(k2)]))
+    return objective.loss(gather(model.code_logits(h1)), gather(model.code_logits(h2)),
+                          gather(model.bit_logits(k2)), gather(model.bit_logits(k1)), keys)
+
+
+def _local_global(objective: Objective, model: HashingModel, view1: torch.Tensor,
+                  view2: torch.Tensor) -> torch.Tensor:
+    """Each view scored on its own: its feature map against its pooled feature (one gather: the global vector
+    is the mean of the local map)."""
+    def infomax(view: torch.Tensor) -> torch.Tensor:
+        local = gather(model.feature_map(view))
+        return objective.loss(local, local.mean(dim=(2, 3)))
+
+    return (infomax(view1) + infomax(view2)) / 2
+
+
+def _affine(objective: Objective, model: HashingModel, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    """The first view against a random affine transformation of it, whose parameters the loss regresses."""
+    transformed, params = random_affine(view1)
+    return objective.loss(model(view1), model(transformed), params)
+
+
+BATCHES: dict[str, Callable[[Objective, HashingModel, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "codes": _codes, "codes_and_bits": _codes_and_bits, "momentum_queue": _momentum_queue,
+    "local_global": _local_global, "affine": _affine,
+}
 
 
 class TrainStep(nn.Module):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from nac_hash.atomic import atomic_path
 from nac_hash.baselines import NotEnoughDataError
@@ -37,7 +38,7 @@ from nac_hash.training.budget import BudgetClock
 from nac_hash.training.config import TrainConfig
 from nac_hash.training.datasets import ImageSet, load_dataset
 from nac_hash.training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
-from nac_hash.training.methods import FEATURE_METHODS
+from nac_hash.training.methods import FEATURE_METHODS, METHODS
 from nac_hash.training.objective import Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
 from nac_hash.training.precision import training_dtype, warn_if_emulated
@@ -247,8 +248,47 @@ def train(config: TrainConfig, progress: bool = True, now: Callable[[], float] =
         close_world(world)
 
 
+@dataclasses.dataclass
+class Session:
+    """What one process's training loop works on: the run, its data and split, and how it steps."""
+
+    run: Run
+    world: World
+    data: ImageSet
+    split: Split
+    map_k: int | None
+    images: torch.Tensor  # the training images, uint8 on the device
+    batch_size: int
+    rows: slice  # this rank's share of each batch
+    step: torch.nn.Module  # the model and its objective, wrapped for DDP or compiled
+    out: Path
+    now: Callable[[], float]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.images) // self.batch_size
+
+
 def _train(config: TrainConfig, world: World, device: torch.device, progress: bool,
            now: Callable[[], float]) -> Path:
+    session = start_session(config, world, device, progress, now)
+    run = session.run
+    bar = progress_bar(total=(config.epochs - run.epoch) * session.steps_per_epoch if run.clock is None else None,
+                       disable=not progress, unit="step")
+    run.model.train()
+    # Asked once an epoch: a second reading of the clock could end the loop just after an epoch that was
+    # not told it is the last, and so never wrote the final model.
+    finished = not agree(world, run.keeps_training())
+    while not finished:
+        loss = train_epoch(session, bar)
+        finished = end_epoch(session, loss, bar)
+    bar.close()
+    return session.out / MODEL_FILE
+
+
+def start_session(config: TrainConfig, world: World, device: torch.device, progress: bool,
+                  now: Callable[[], float]) -> Session:
+    """Read the data and split it, build or resume the run, and wrap its step."""
     clock = BudgetClock(config.time_budget_s, now) if config.time_budget_s else None  # counts from here
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +308,6 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         save_split(split, out / "split.npz")
     images = torch.from_numpy(data.images[split.train]).permute(0, 3, 1, 2).contiguous().to(device)
     batch_size = epoch_batch(config.batch_size, len(images), world.size)
-    rows = local_slice(world, batch_size)
     steps_per_epoch = len(images) // batch_size
     # CIFAR-10 keeps its published statistics; any other data is normalised with its training images' own.
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if config.dataset == "cifar10" else image_statistics(images)
@@ -280,60 +319,66 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
     elif init_from is not None:
         logger.info("starting from the encoder of %s", config.init_from)
         fit_inference_head(run, images, batch_size, torch.Generator(device).manual_seed(config.seed), progress)
-    step_module = wrap(TrainStep(run.model, run.objective), world, device,
-                       find_unused_parameters=config.method in FEATURE_METHODS)
+    step = wrap(TrainStep(run.model, run.objective), world, device,
+                find_unused_parameters=config.method in FEATURE_METHODS)
     if config.compile:
-        step_module = torch.compile(step_module)
+        step = torch.compile(step)
     if world.is_main:
         length = f"a time budget of {config.time_budget}" if clock else f"{config.epochs} epochs"
         logger.info("training %s/%s on %d images (%s) for %s, batch %d, %d steps/epoch on %s x %d", config.method,
                     config.arch, len(images), data.description, length, batch_size, steps_per_epoch, device,
                     world.size)
+    return Session(run, world, data, split, protocol.map_k, images, batch_size, local_slice(world, batch_size),
+                   step, out, now)
 
-    bar = progress_bar(total=(config.epochs - run.epoch) * steps_per_epoch if clock is None else None,
-               disable=not progress, unit="step")
-    run.model.train()
-    # Asked once an epoch: a second reading of the clock could end the loop just after an epoch that was
-    # not told it is the last, and so never wrote the final model.
-    finished = not agree(world, run.keeps_training())
-    while not finished:
-        # Seeding every epoch from (seed, epoch) makes a resumed run draw the same batches, crops and
-        # flip masks as an uninterrupted one.
-        epoch_seed = config.seed * 1_000_003 + run.epoch
-        torch.manual_seed(epoch_seed)
-        generator = torch.Generator(device).manual_seed(epoch_seed)
-        order = torch.randperm(len(images), device=device, generator=generator)  # the same on every rank
-        if world.distributed:  # but each rank draws its own augmentations
-            generator.manual_seed(epoch_seed + 7919 * world.rank)
-        started = now()
-        for step in range(steps_per_epoch):
-            batch = images[order[step * batch_size : (step + 1) * batch_size][rows]]
-            loss = optimize(run, step_module, *two_views(batch, config, run.model.config, generator))
-            bar.update()
-            if step == steps_per_epoch - 1 or step % 10 == 0:
-                bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
-                                img_s=f"{(step + 1) * batch_size / max(now() - started, 1e-9):.0f}")
-        run.epoch += 1
-        if clock is not None:
-            clock.record_epoch(now() - started)
-            # Encoding for the rotation and the final evaluation costs about a quarter of a training pass per
-            # image, or less, when the views are full-size; smaller views make training, not encoding, cheaper.
-            encode_share = (config.image_size / config.view_size) ** 2 / 4
-            clock.reserve_s = final_encodings(split, config) * encode_share * clock.mean_epoch_s() / len(images)
-            bar.total = bar.n + clock.epochs_left() * steps_per_epoch  # the ETA follows the measured pace
-        finished = not agree(world, run.keeps_training())
-        if not world.is_main:
-            continue
-        if run.epoch % config.checkpoint_every == 0 or finished:
-            save_state(run, out / STATE_FILE)
-            if finished:  # the training state above keeps the model as trained, for a later, longer run
-                run.model = rotated_for_search(run.model, data.images, split.train, config.fit_rotation)
-            save_model(run, out / MODEL_FILE)
-        if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
-            evaluate_epoch(run, data, split, protocol.map_k, float(loss.item()))
-            save_model(run, out / MODEL_FILE)  # again, now with the evaluation in its history
-    bar.close()
-    return out / MODEL_FILE
+
+def train_epoch(session: Session, bar: tqdm) -> torch.Tensor:
+    """One pass over the training images; returns the last step's loss."""
+    run, config, images, batch_size = session.run, session.run.config, session.images, session.batch_size
+    # Seeding every epoch from (seed, epoch) makes a resumed run draw the same batches, crops and flip masks
+    # as an uninterrupted one.
+    epoch_seed = config.seed * 1_000_003 + run.epoch
+    torch.manual_seed(epoch_seed)
+    generator = torch.Generator(run.device).manual_seed(epoch_seed)
+    order = torch.randperm(len(images), device=run.device, generator=generator)  # the same on every rank
+    if session.world.distributed:  # but each rank draws its own augmentations
+        generator.manual_seed(epoch_seed + 7919 * session.world.rank)
+    started = session.now()
+    for step in range(session.steps_per_epoch):
+        batch = images[order[step * batch_size : (step + 1) * batch_size][session.rows]]
+        loss = optimize(run, session.step, *two_views(batch, config, run.model.config, generator))
+        bar.update()
+        if step == session.steps_per_epoch - 1 or step % 10 == 0:
+            bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
+                            img_s=f"{(step + 1) * batch_size / max(session.now() - started, 1e-9):.0f}")
+    run.epoch += 1
+    if run.clock is not None:
+        run.clock.record_epoch(session.now() - started)
+    return loss
+
+
+def end_epoch(session: Session, loss: torch.Tensor, bar: tqdm) -> bool:
+    """Pace the time budget, then save and evaluate as due; returns whether the run has finished."""
+    run, config, split = session.run, session.run.config, session.split
+    if run.clock is not None:
+        # Encoding for the rotation and the final evaluation costs about a quarter of a training pass per
+        # image, or less, when the views are full-size; smaller views make training, not encoding, cheaper.
+        encode_share = (config.image_size / config.view_size) ** 2 / 4
+        run.clock.reserve_s = (final_encodings(split, config) * encode_share * run.clock.mean_epoch_s()
+                               / len(session.images))
+        bar.total = bar.n + run.clock.epochs_left() * session.steps_per_epoch  # the ETA follows the pace
+    finished = not agree(session.world, run.keeps_training())
+    if not session.world.is_main:
+        return finished
+    if run.epoch % config.checkpoint_every == 0 or finished:
+        save_state(run, session.out / STATE_FILE)
+        if finished:  # the training state above keeps the model as trained, for a later, longer run
+            run.model = rotated_for_search(run.model, session.data.images, split.train, config.fit_rotation)
+        save_model(run, session.out / MODEL_FILE)
+    if (config.eval_every and run.epoch % config.eval_every == 0) or finished:
+        evaluate_epoch(run, session.data, split, session.map_k, float(loss.item()))
+        save_model(run, session.out / MODEL_FILE)  # again, now with the evaluation in its history
+    return finished
 
 
 def rotated_for_search(model: HashingModel, images: np.ndarray, train: np.ndarray, rotation_input: str
@@ -380,7 +425,7 @@ def warn_if_the_channel_is_too_narrow(config: TrainConfig, images: int) -> None:
     Not said of a run from a trained encoder (``--init-from``): its codes are spread already and stay spread
     (from the shipped model at p = 0.4, 49,958 distinct codes of 50,000 after 240 epochs).
     """
-    if config.method not in ("nac", "nac_mq") or config.init_from:
+    if not METHODS[config.method].noisy_channel or config.init_from:
         return
     capacity = channel_capacity_bits(config.bits, config.flip_probability)
     if capacity < math.log2(max(images, 2)):
