@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import write_json
-from nac_hash.index_data.benchmark import grow_codes
+from nac_hash.cli.bench_index import grow_codes
 from nac_hash.index_data.dedup import close_pairs, group_rows
 from nac_hash.index_data.store import IndexStore
 from nac_hash.provenance import provenance

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from nac_hash.atomic import write_json
-from nac_hash.index_data.benchmark import bench_index
+from nac_hash.cli.bench_index import bench_index
 from nac_hash.index_data.catalog import Catalog
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.indexer import build

@@ -35,7 +35,7 @@ def subcommands(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str,
 
 def cli_page() -> str:
     parts = [f"# Command-line reference\n\n{GENERATED}"]
-    for command, parser in subcommands(build_parser(), "nac-hash"):
+    for command, parser in subcommands(build_parser(full=True), "nac-hash"):
         parser.prog = command
         parts.append(f"## {command}\n\n```text\n{parser.format_help().rstrip()}\n```\n")
     return "\n".join(parts)

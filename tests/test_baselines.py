@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from nac_hash.baselines import ITQ, RandomHyperplaneLSH, perceptual_codes
+from nac_hash.cli.bench_map import plot_pr_curves, retrieval_grid, sklearn_map
 from nac_hash.codes import hamming_distance, unpack_bits
-from nac_hash.training.bench import plot_pr_curves, retrieval_grid, sklearn_map
 from nac_hash.training.datasets import ImageSet
 from nac_hash.training.evaluate import score_codes
 from nac_hash.training.splits import Split

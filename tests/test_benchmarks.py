@@ -149,7 +149,7 @@ def test_view_averaging_scores_each_number_of_views(class_folders, tmp_path):
 def test_bench_copies_scores_every_method_and_transform(tmp_path):
     from helpers import write_class_folders
 
-    from nac_hash.index_data.copies import ALL_TRANSFORMS
+    from nac_hash.cli.bench_copies import ALL_TRANSFORMS
 
     write_class_folders(tmp_path / "originals", classes=2, per_class=8)
     write_class_folders(tmp_path / "distractors", classes=2, per_class=8, seed=3)
@@ -173,8 +173,8 @@ def test_dedup_scale_benchmark(index, tmp_path):
     result = json.loads(out.read_text())
     # The same 500 codes (the benchmark grows them with a fixed seed) and their pairs within 4 bits, counted by
     # brute force: the benchmark's multi-hash search must find exactly these.
+    from nac_hash.cli.bench_index import grow_codes
     from nac_hash.codes import hamming_distance
-    from nac_hash.index_data.benchmark import grow_codes
     from nac_hash.index_data.store import IndexStore
 
     store = IndexStore(index)

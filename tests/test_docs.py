@@ -74,3 +74,14 @@ def test_a_built_page_opens_in_the_browser_and_its_navigation_works(site):
     finally:
         server.shutdown()
     assert errors == []
+
+
+def test_every_command_has_a_one_line_example():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from gen_docs import subcommands
+
+    from nac_hash.cli import build_parser
+
+    for command, parser in subcommands(build_parser(full=True), "nac-hash")[1:]:
+        assert (parser.epilog or "").startswith("example: nac-hash "), command
+        assert "\n" not in parser.epilog, command

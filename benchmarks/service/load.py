@@ -4,7 +4,7 @@ frozen out of the garbage collector or not.
 
 Starts `nac-hash serve` (one uvicorn worker) on each index and drives it with wrk on the same machine, so the
 server and the load generator share the CPU. The 1,000,000-item index is the 60,000 CIFAR-10 codes plus
-copies with 0 to 3 bits flipped (see index_data/benchmark.py), with synthetic metadata rows.
+copies with 0 to 3 bits flipped (see nac_hash/cli/bench_index.py), with synthetic metadata rows.
 
     python benchmarks/service/load.py --index runs/cifar-index --image data/CIFAR-10-images/test/cat/0001.jpg \
         --out benchmarks/results/cpu/service-load.json
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import write_json
-from nac_hash.index_data.benchmark import grow_codes, synthetic_index
+from nac_hash.cli.bench_index import grow_codes, synthetic_index
 from nac_hash.index_data.store import IndexStore
 from nac_hash.provenance import provenance
 

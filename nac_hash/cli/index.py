@@ -1,7 +1,4 @@
-"""``nac-hash index build|add|remove|rebuild|info`` and ``nac-hash search``.
-
-Parsers import nothing heavy; each command imports the indexer or the search API when it runs.
-"""
+"""``nac-hash index build|add|remove|merge|rebuild|info``, ``search`` and ``dedup``."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nac_hash.cli import with_examples
 from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE, IndexOptions
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.options import add_dataclass_arguments, set_fields
@@ -129,8 +127,7 @@ def _dedup(args: argparse.Namespace) -> None:
               f"undo with: nac-hash dedup --undo {manifest}")
 
 
-def add_dedup_command(commands: argparse._SubParsersAction) -> None:
-    dedup = commands.add_parser("dedup", help="find near-duplicate images in a folder or an index")
+def add_dedup(dedup: argparse.ArgumentParser) -> None:
     dedup.add_argument("path", nargs="?", type=Path, help="folder of images, or an index directory")
     dedup.add_argument("--max-distance", type=int, default=DEFAULT_DEDUP_DISTANCE,
                        help="largest Hamming distance between copies (default: %(default)s)")
@@ -143,9 +140,7 @@ def add_dedup_command(commands: argparse._SubParsersAction) -> None:
     dedup.set_defaults(run=_dedup)
 
 
-def add_index_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``index`` (with its subcommands) and ``search`` to the ``nac-hash`` parser."""
-    index = commands.add_parser("index", help="build and maintain a Hamming index of image folders")
+def add_index(index: argparse.ArgumentParser) -> None:
     actions = index.add_subparsers(dest="action", required=True)
 
     build = actions.add_parser("build", help="index every image under the folders into a new index")
@@ -182,8 +177,11 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", help="print what an index holds, as JSON")
     info.add_argument("index", type=Path, help="index directory")
     info.set_defaults(run=_info)
+    with_examples(actions, SUBCOMMAND_EXAMPLES)
 
-    search = commands.add_parser("search", help="print the nearest indexed images of query images")
+
+
+def add_search(search: argparse.ArgumentParser) -> None:
     search.add_argument("index", type=Path, help="index directory")
     search.add_argument("images", nargs="+", type=Path, help="query image files")
     search.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
@@ -197,72 +195,14 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     search.set_defaults(run=_search)
 
 
-def _bench_index(args: argparse.Namespace) -> None:
-    from nac_hash.index_data.benchmark import bench_index
-
-    result = bench_index(args.images, _options(args), args.out)
-    print(f"{result['images']} images indexed in {result['seconds']} s: {result['images_per_second']} images/s")
-
-
-def _bench_search(args: argparse.Namespace) -> None:
-    from nac_hash.index_data.benchmark import bench_search
-    from nac_hash.index_data.store import IndexStore
-
-    store = IndexStore(args.codes_from)
-    _, seed_codes = store.catalog.codes()
-    store.close()
-    result = bench_search(seed_codes, args.size, args.index_types.split(","), args.queries, args.k, args.threads,
-                          SearchParams(**set_fields(SearchParams, args)), out=args.out)
-    print(f"{args.size:,} codes, {args.queries} queries, k = {args.k}")
-    for index_type, row in result["index_types"].items():
-        print(f"  {index_type:10s} recall@{args.k} {row['recall_at_k']:.3f}  build {row['build_seconds']:7.2f} s  " +
-              "  ".join(f"{name}: ours {r['ours_qps']:9.1f} q/s, raw FAISS {r['raw_faiss_qps']:9.1f} q/s"
-                        for name, r in row.items() if name.startswith("batch")))
-        for name, r in row.items():
-            if name.startswith("batch") and "searcher_with_metadata_qps" in r:
-                print(f"  searcher with metadata, {name}: {r['searcher_with_metadata_qps']:9.1f} q/s "
-                      f"({r['searcher_over_raw']:.0%} of raw FAISS)")
+SUBCOMMAND_EXAMPLES = {
+    "build": "nac-hash index build ~/photos ~/more --out photos.idx --index-type hnsw",
+    "add": "nac-hash index add photos.idx ~/photos",
+    "remove": "nac-hash index remove photos.idx --id 42 --path ~/photos/old.jpg",
+    "merge": "nac-hash index merge shard0.idx shard1.idx --out photos.idx",
+    "rebuild": "nac-hash index rebuild photos.idx --index-type flat",
+    "info": "nac-hash index info photos.idx",
+}
 
 
-def _bench_copies(args: argparse.Namespace) -> None:
-    from nac_hash.index_data.copies import ALL_TRANSFORMS, bench_copies
-
-    result = bench_copies(args.out, args.originals, args.distractors or None, args.queries, args.checkpoint,
-                          tuple(args.methods.split(",")), args.seed)
-    print(f"{result['database_size']:,} database images, {args.queries} queries per transform; recall@1:")
-    print(f"  {'method':8s} {'bits':>4s} {'mean':>6s}  " + " ".join(f"{t:>9s}" for t in ALL_TRANSFORMS))
-    for method, scores in result["methods"].items():
-        print(f"  {method:8s} {scores['bits']:4d} {scores['mean_recall@1']:6.3f}  " +
-              " ".join(f"{scores[t]['recall@1']:9.3f}" for t in ALL_TRANSFORMS))
-    print(f"results and plot: {args.out}")
-
-
-def add_bench_commands(actions: argparse._SubParsersAction) -> None:
-    """Add ``bench index``, ``bench search`` and ``bench copies`` to the ``nac-hash bench`` parser."""
-    copies = actions.add_parser("copies", help="copy detection: NAC against perceptual hashes, per transform")
-    copies.add_argument("--originals", default="data/CIFAR-10-images/test", help="folder (default: %(default)s)")
-    copies.add_argument("--distractors", default="data/CIFAR-10-images/train",
-                        help="folder of other images in the database; '' for none (default: %(default)s)")
-    copies.add_argument("--queries", type=int, default=1000, help="originals copied per transform (default: 1000)")
-    copies.add_argument("--methods", default="nac,phash,dhash,ahash,whash,lsh,itq", help="(default: %(default)s)")
-    copies.add_argument("--checkpoint", help="NAC model (default: the packaged model)")
-    copies.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    copies.add_argument("--out", type=Path, required=True, help="output folder")
-    copies.set_defaults(run=_bench_copies)
-    index = actions.add_parser("index", help="time a full build: images/s from files to a saved index")
-    index.add_argument("images", nargs="+", type=Path, help="folders of images")
-    index.add_argument("--out", type=Path, help="results JSON")
-    add_dataclass_arguments(index, IndexOptions)
-    index.set_defaults(run=_bench_index)
-
-    search = actions.add_parser("search", help="queries/s and recall@k of every index type against raw FAISS")
-    search.add_argument("--codes-from", type=Path, required=True,
-                        help="index whose codes seed the synthetic database and the queries")
-    search.add_argument("--size", type=int, default=1_000_000, help="database codes (default: 1,000,000)")
-    search.add_argument("--index-types", default="flat,ivf,hnsw,multihash", help="comma-separated")
-    search.add_argument("--queries", type=int, default=1000)
-    search.add_argument("-k", type=int, default=100)
-    search.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
-    search.add_argument("--out", type=Path, help="results JSON")
-    add_dataclass_arguments(search, SearchParams)
-    search.set_defaults(run=_bench_search)
+CONFIGURE = {"index": add_index, "search": add_search, "dedup": add_dedup}
