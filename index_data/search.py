@@ -160,6 +160,10 @@ class Searcher:
     def bits(self) -> int:
         return self.store.bits
 
+    @property
+    def index_type(self) -> str:
+        return self.store.meta["index_type"]
+
     def close(self) -> None:
         for store in (self.store, self._retired):
             if store is not None:

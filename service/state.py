@@ -183,7 +183,7 @@ class SearchService:
         """Items, bits and index type; raises IndexUnusableError while the index's model cannot be loaded."""
         self.searcher.check_usable()
         return {"items": self.searcher.index.ntotal, "bits": self.bits,
-                "index_type": self.searcher.store.meta["index_type"]}
+                "index_type": self.searcher.index_type}
 
     def add_image(self, data: bytes) -> Item:
         """Store an uploaded image in the index's uploads folder and index it; the same bytes give one item.
