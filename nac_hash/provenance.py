@@ -52,11 +52,29 @@ def package_version() -> str:
         return "unknown"
 
 
+def portable(path: str | Path) -> str:
+    """A path as a result records it: relative to the working directory (the checkout, for the commands in
+    the docs) or to the package (``nac_hash/assets/default.safetensors``) when inside them, else as given, so
+    that results do not carry the paths of the machine that made them."""
+    resolved = Path(path).resolve()
+    for base, prefix in ((Path.cwd(), Path()), (Path(__file__).resolve().parent, Path("nac_hash"))):
+        if resolved.is_relative_to(base):
+            return str(prefix / resolved.relative_to(base))
+    return str(path)
+
+
+def command_line() -> str:
+    """The command that is running, with the paths inside the checkout made relative (:func:`portable`)."""
+    if Path(sys.argv[0]).name == "nac-hash":
+        return shlex.join(["nac-hash", *sys.argv[1:]])
+    words = [sys.executable, *sys.argv]
+    return shlex.join([portable(w) if w.startswith("/") else w for w in words])
+
+
 def provenance(device: torch.device | None = None) -> dict:
     """Command, commit (or, outside a checkout, the package version), hardware and time of a result."""
     return {
-        "command": shlex.join(["nac-hash", *sys.argv[1:]]) if Path(sys.argv[0]).name == "nac-hash"
-        else shlex.join([sys.executable, *sys.argv]),
+        "command": command_line(),
         "git_commit": git_commit(Path(__file__).parent),
         "package_version": package_version(),
         "hardware": hardware(device),

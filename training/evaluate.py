@@ -15,7 +15,7 @@ from nac_hash.atomic import write_json
 from nac_hash.baselines import NotEnoughDataError
 from nac_hash.checkpoint import load_checkpoint
 from nac_hash.inference import encode_images
-from nac_hash.provenance import provenance
+from nac_hash.provenance import portable, provenance
 from nac_hash.training.config import CIFAR10_ROOT
 from nac_hash.training.scoring import check_baselines, load_scoring_data, score_baseline, score_codes
 from nac_hash.training.splits import default_protocol, save_split
@@ -78,7 +78,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
         "split_seed": seed,
         "split_file": split_path.name,
         "bits": model.config.bits,
-        "checkpoint": {"path": str(checkpoint), "weights_sha256": sidecar["weights_sha256"],
+        "checkpoint": {"path": portable(checkpoint), "weights_sha256": sidecar["weights_sha256"],
                        "model": model.config.to_dict(), "training_command": sidecar.get("command"),
                        "epochs_completed": sidecar.get("epochs_completed")},
         "skipped_files": len(scoring.data.skipped),

@@ -27,7 +27,7 @@ from nac_hash.images import exif_orientation, list_images, square_image, upright
 from nac_hash.index_data.backends import CodeIndex, build_index
 from nac_hash.inference import encode_images
 from nac_hash.progress import progress_bar
-from nac_hash.provenance import provenance
+from nac_hash.provenance import portable, provenance
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
         logger.info("%s: mean recall@1 %.3f", method, results[method]["mean_recall@1"])
     summary = {"benchmark": "copy detection", "originals": str(originals), "distractors": str(distractors),
                "database_size": len(database), "queries_per_transform": queries, "seed": seed,
-               "checkpoint": str(checkpoint or default_checkpoint()), "methods": results,
+               "checkpoint": portable(checkpoint or default_checkpoint()), "methods": results,
                "wall_time_s": round(time.perf_counter() - started, 1), **provenance()}
     out_dir = Path(out_dir)
     write_json(out_dir / "results.json", summary)

@@ -28,7 +28,7 @@ from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.inference import embed_images, encode_images
 from nac_hash.metrics import cosine_map, relevance
-from nac_hash.provenance import provenance
+from nac_hash.provenance import portable, provenance
 from nac_hash.training.config import CIFAR10_ROOT
 from nac_hash.training.datasets import ImageSet
 from nac_hash.training.methods import FEATURE_METHODS, METHODS
@@ -205,7 +205,7 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     title = f"{data.description}, {spec.name}"
     plot_pr_curves(rows, out_dir / "pr-curves.png", title)
     results = {"dataset": data.description, "protocol": spec.name, "split_seed": split_seed, "split_file": "split.npz",
-               "checkpoints": {m: checkpoints[m] for m in models}, "retrieval_grid_method": methods[0],
+               "checkpoints": {m: portable(checkpoints[m]) for m in models}, "retrieval_grid_method": methods[0],
                "cross_check": "scikit-learn average_precision_score on the first "
                               f"{min(cross_check_queries, len(split.query))} queries only, same ranking",
                "rows": rows, "skipped": skipped,
