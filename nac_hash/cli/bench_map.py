@@ -154,6 +154,14 @@ def _method_codes(method: str, length: int, models: dict, features: dict, data: 
 
 
 
+def training_record(sidecar: dict) -> dict:
+    """How a checkpoint was trained, from its sidecar: command, epochs, time budget and the CPU threads it had."""
+    training = sidecar.get("training", {})
+    return {"command": sidecar.get("command"), "epochs": sidecar.get("epochs_completed"),
+            "time_budget": training.get("time_budget"), "threads": sidecar.get("hardware", {}).get("cpu_threads"),
+            "cpu": sidecar.get("hardware", {}).get("cpu")}
+
+
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
               data_root: str = CIFAR10_ROOT, bits: Sequence[int] = (128,),
               methods: Sequence[str] = ("nac", "lsh", "itq", "phash"), checkpoints: dict[str, str] | None = None,
@@ -205,7 +213,9 @@ def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | N
     title = f"{data.description}, {spec.name}"
     plot_pr_curves(rows, out_dir / "pr-curves.png", title)
     results = {"dataset": data.description, "protocol": spec.name, "split_seed": split_seed, "split_file": "split.npz",
-               "checkpoints": {m: portable(checkpoints[m]) for m in models}, "retrieval_grid_method": methods[0],
+               "checkpoints": {m: portable(checkpoints[m]) for m in models},
+               "training": {m: training_record(sidecar) for m, (_, sidecar) in models.items()},
+               "retrieval_grid_method": methods[0],
                "cross_check": "scikit-learn average_precision_score on the first "
                               f"{min(cross_check_queries, len(split.query))} queries only, same ranking",
                "rows": rows, "skipped": skipped,
