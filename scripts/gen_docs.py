@@ -60,7 +60,36 @@ def settings_page() -> str:
             f"{table(service_rows)}")
 
 
-PAGES = {"cli.md": cli_page, "settings.md": settings_page}
+LEARNERS = DOCS.parent / "benchmarks" / "results" / "learners" / "results.json"
+CODES = {"nac": "sign codes", "nac_mq": "sign codes", "simclr": "sign codes", "dim": "ITQ on features",
+         "aet": "ITQ on features", "lsh": "LSH on pixels", "itq": "ITQ on pixels", "phash": "pHash (64 bits)"}
+
+
+def learners_page() -> str:
+    """Every learner at equal CPU time, from the bench map run of benchmarks/learners.sh."""
+    import json
+
+    results = json.loads(LEARNERS.read_text())
+    lines = ["| method | code | mAP@all | mAP@1000 | float features, cosine: mAP@all | linear accuracy | CPU minutes "
+             "(epochs) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in results["rows"]:
+        trained = results["training"].get(row["method"])
+        minutes = "-" if trained is None else (
+            f"{float(trained['time_budget'].rstrip('m')) * trained['threads']:g} ({trained['epochs']})")
+        float_map = f"{row['float_map_all']:.4f}" if "float_map_all" in row else "-"
+        linear = f"{row['linear_accuracy']:.4f}" if "linear_accuracy" in row else "-"
+        lines.append(f"| {row['method']} | {CODES.get(row['method'], row['method'])} | {row['map_all']:.4f} | "
+                     f"{row['map@1000']:.4f} | {float_map} | {linear} | {minutes} |")
+    commands = "\n".join(f"- {name}: `{t['command']}`" for name, t in results["training"].items())
+    return (f"# Every learner at equal CPU time\n\n{GENERATED}{results['dataset']}, protocol {results['protocol']} "
+            f"(split seed {results['split_seed']}), {results['rows'][0]['bits']} bits; `cnn_small` for every "
+            f"learned method, each trained for the same time on one core of the machine below.\n\n"
+            + "\n".join(lines) + f"\n\nScored by `{results['command']}` at commit {results['git_commit']} on "
+            f"{results['hardware']['cpu']} ({results['hardware']['cpu_capability']}); results: "
+            f"`benchmarks/results/learners/results.json`. Trained by:\n\n{commands}\n")
+
+
+PAGES = {"cli.md": cli_page, "settings.md": settings_page, "learners.md": learners_page}
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ def site(tmp_path_factory) -> Path:
 
 def test_the_site_builds_strictly_with_every_page(site):
     for page in ("index", "getting-started", "training", "search-and-duplicates", "service", "architecture",
-                 "method", "results", "cli", "settings"):
+                 "method", "results", "learners", "cli", "settings"):
         built = site / ("index.html" if page == "index" else f"{page}/index.html")
         assert built.is_file(), page
     assert "nac-hash train" in (site / "cli" / "index.html").read_text()
