@@ -139,3 +139,15 @@ def test_bench_map_scores_float_features_and_linear_accuracy(tmp_path, capsys):
     assert nac["linear_accuracy"] > 0.9 and nac["float_map_all"] > 0.6
     assert "float_map_all" not in lsh and "linear_accuracy" not in lsh  # pixel baselines have no features
     assert "float features by cosine" in capsys.readouterr().out
+
+
+def test_index_build_says_when_its_model_was_trained_on_other_images(class_folders, tmp_path, capsys):
+    assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith("note: this model was trained on CIFAR-10")
+    assert f"nac-hash train --dataset folder --data-root {class_folders} --time-budget 30m" in note
+    assert main(train_folder(class_folders, tmp_path / "run", "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "b"), "--no-progress",
+                 "--checkpoint", str(tmp_path / "run" / "model.safetensors")]) == 0
+    assert "note:" not in capsys.readouterr().out  # trained on this very folder

@@ -26,10 +26,30 @@ def _print_report(report: Report, index_dir: Path) -> None:
         print(f"skipped files and reasons: {index_dir / 'report.json'}")
 
 
+def trained_elsewhere(sidecar: dict, folders: list[Path]) -> str | None:
+    """One line for a model trained on other images than ``folders`` (the packaged one was trained on CIFAR-10),
+    with the command that trains on them instead; None when it was trained on them."""
+    root = sidecar.get("training", {}).get("data_root")
+    if root is None:
+        return None
+    trained = Path(root).resolve()
+    for folder in (Path(f).resolve() for f in folders):
+        if trained == folder or trained in folder.parents or folder in trained.parents:
+            return None
+    data = "CIFAR-10" if sidecar.get("dataset") == "cifar10" else f"the images in {root}"
+    return (f"note: this model was trained on {data}; on images unlike those it can rank below ITQ on pixels. "
+            f"To train on yours: nac-hash train --dataset folder --data-root {folders[0]} --time-budget 30m "
+            "--out-dir runs/my-model")
+
+
 def _build(args: argparse.Namespace) -> None:
+    from nac_hash.checkpoint import default_checkpoint, read_sidecar
     from nac_hash.index_data.indexer import build
 
     _print_report(build(args.images, args.out, _options(args)), args.out)
+    note = trained_elsewhere(read_sidecar(args.checkpoint or default_checkpoint()), args.images)
+    if note:
+        print(note)
 
 
 def _add(args: argparse.Namespace) -> None:
