@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.api import ImageLike, Model
+from nac_hash.codes import pack_bits
 from nac_hash.index_data import indexer
 from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.dedup import Member, find_groups
@@ -47,15 +48,16 @@ class Index:
     def search(self, images: ImageLike | Sequence[ImageLike], k: int = 10,
                max_distance: int | None = None) -> list[Hits]:
         """The ``k`` nearest items of each image (one :class:`Hits` list per image, nearest first)."""
-        logits = self.model.embed(images)
-        return self.search_codes(logits > 0, k, max_distance, logits)
+        codes, logits = self._searcher.query(self.model.prepare(images))
+        return self.search_codes(codes, k, max_distance, logits)
 
     def search_codes(self, codes: np.ndarray, k: int = 10, max_distance: int | None = None,
                      logits: np.ndarray | None = None) -> list[Hits]:
-        """As :meth:`search`, for codes: packed (N, bits / 8) uint8, or (N, bits) booleans."""
+        """As :meth:`search`, for codes: packed (N, bits / 8) uint8, or (N, bits) booleans; ``logits``, the
+        pre-activations the codes are the signs of, order ties where given."""
         codes = np.atleast_2d(codes)
         if codes.dtype == bool:
-            codes = np.packbits(codes, axis=1, bitorder="big")
+            codes = pack_bits(codes)
         self._searcher.refresh()
         return self._searcher.search(codes, k, max_distance, logits)
 

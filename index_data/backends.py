@@ -113,7 +113,7 @@ def state_files(index_dir: Path) -> Iterator[tuple[Path, Backend]]:
     """
     for backend in BACKENDS:
         for path in index_dir.glob(f"{backend.name}-*.index"):
-            legacy_milvus = backend.name == "faiss" and path.read_bytes()[:1] == b"{"
+            legacy_milvus = backend.name == "faiss" and _first_byte(path) == b"{"
             yield path, backend_named("milvus") if legacy_milvus else backend
 
 
@@ -126,6 +126,12 @@ def build_index(codes: np.ndarray, ids: np.ndarray, index_type: str, bits: int, 
                 paths: Sequence[str] = (), labels: Sequence[str | None] = ()) -> CodeIndex:
     """An index of ``index_type`` over ``codes`` with item ``ids`` (paths and labels for engines that store them)."""
     return backend_for_type(index_type).build(codes, ids, index_type, bits, params, paths, labels)
+
+
+def _first_byte(path: Path) -> bytes:
+    """A state file's first byte, without reading the rest (a FAISS file holds every code)."""
+    with open(path, "rb") as f:
+        return f.read(1)
 
 
 def load_index_file(path: str | Path, backend: str, ids: np.ndarray, mmap: bool = False,

@@ -26,9 +26,10 @@ DRAFT_OVERSAMPLING = 2
 # any photograph or drawing does: a 34-byte WebP or a 6 KB 1-bit PNG of 7000 x 7000 pixels is a bomb.
 FREE_PIXELS = 4_000_000
 MAX_PIXELS_PER_BYTE = 256
-# The formats documented (IMAGE_EXTENSIONS), as PIL's openers name them; its JPEG opener also reads MPO, the
-# JPEG variant some cameras write.
-DECODED_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
+# The formats documented (IMAGE_EXTENSIONS), as PIL's openers name them, with the extension a file of each gets;
+# PIL's JPEG opener also reads MPO, the JPEG variant some cameras write.
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
+DECODED_FORMATS = tuple(sorted(FORMAT_EXTENSIONS))
 
 
 class InvalidImageError(ValueError):
@@ -161,9 +162,6 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, m
         raise InvalidImageError(f"not a readable image: {e}") from e
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise InvalidImageError(f"corrupt or truncated image: {e}") from e
-
-
-FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
 
 
 def image_extension(data: bytes) -> str:
