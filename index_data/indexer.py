@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import write_json
-from nac_hash.checkpoint import default_checkpoint, load_checkpoint
+from nac_hash.checkpoint import checkpoint_paths, default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
 from nac_hash.index_data.backends import check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
@@ -159,12 +159,12 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
     at ``out``, replacing any index there at the end."""
     options = options or IndexOptions()
     started = time.perf_counter()
-    checkpoint = Path(options.checkpoint) if options.checkpoint else default_checkpoint()
+    checkpoint = checkpoint_paths(options.checkpoint)[0] if options.checkpoint else default_checkpoint()
     model, sidecar = load_checkpoint(checkpoint, options.device)
-    check_index_type(options.index_type, model.config.bits)  # reject a bad index type before any work
+    check_index_type(options.index_type, model.config.code_bits)  # reject a bad index type before any work
     files = shard_files(find_files(folders), options.shard)
     report = Report()
-    meta = {"bits": model.config.bits, "checkpoint_sha256": sidecar["weights_sha256"],
+    meta = {"bits": model.config.code_bits, "checkpoint_sha256": sidecar["weights_sha256"],
             "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
             "index_type": options.index_type}
     report.total = write_index(Path(out), meta, lambda catalog: encode_files(

@@ -35,7 +35,13 @@ import numpy as np
 import torch
 
 from nac_hash.atomic import fsync_file
-from nac_hash.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_sidecar
+from nac_hash.checkpoint import (
+    PACKAGED_MODELS,
+    CheckpointError,
+    load_checkpoint,
+    packaged_checkpoint,
+    read_sidecar,
+)
 from nac_hash.errors import NacHashError
 from nac_hash.index_data.backends import (
     CodeIndex,
@@ -161,7 +167,7 @@ class IndexStore:
             sha256 = read_sidecar(checkpoint)["weights_sha256"]
             self.check_checkpoint(sha256, str(checkpoint))
             return load_checkpoint(checkpoint, device)[0], sha256
-        for candidate in (Path(self.meta["checkpoint_path"]), default_checkpoint()):
+        for candidate in (Path(self.meta["checkpoint_path"]), *map(packaged_checkpoint, PACKAGED_MODELS)):
             try:
                 if read_sidecar(candidate)["weights_sha256"] == self.meta["checkpoint_sha256"]:
                     return load_checkpoint(candidate, device)[0], self.meta["checkpoint_sha256"]

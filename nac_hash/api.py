@@ -70,7 +70,7 @@ class Model:
 
     @property
     def bits(self) -> int:
-        return self.network.config.bits
+        return self.network.config.code_bits
 
     @property
     def image_size(self) -> int:

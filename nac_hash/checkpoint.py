@@ -29,14 +29,36 @@ class CheckpointError(NacHashError):
     """A checkpoint is missing, incomplete, corrupt or of an unknown format."""
 
 
+# The models shipped inside the package, by the names that stand for them wherever a checkpoint is asked for.
+PACKAGED_MODELS = {
+    "default": "retrieval: similar images (nac-hash search, index, the service)",
+    "copies": "copy detection: resized, re-encoded, edited, mirrored, cropped copies (nac-hash dedup)",
+}
+
+
+def packaged_checkpoint(name: str) -> Path:
+    """The weights file of the packaged model ``name`` (a key of PACKAGED_MODELS)."""
+    if name not in PACKAGED_MODELS:
+        raise CheckpointError(f"no packaged model {name!r}; the packaged models are {', '.join(PACKAGED_MODELS)}")
+    return Path(str(resources.files("nac_hash") / "assets" / f"{name}.safetensors"))
+
+
 def default_checkpoint() -> Path:
-    """The default model shipped inside the package."""
-    return Path(str(resources.files("nac_hash") / "assets" / "default.safetensors"))
+    """The default model shipped inside the package: the retrieval model."""
+    return packaged_checkpoint("default")
+
+
+def copy_checkpoint() -> Path:
+    """The copy-detection model shipped inside the package (nac-hash dedup's default)."""
+    return packaged_checkpoint("copies")
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights, sidecar) for a checkpoint named by either file or by their common stem."""
+    """(weights, sidecar) for a checkpoint named by either file, by their common stem, or by the name of a
+    packaged model (PACKAGED_MODELS) where no such file or stem exists."""
     path = Path(path)
+    if str(path) in PACKAGED_MODELS and not path.with_suffix(".json").exists():
+        path = packaged_checkpoint(str(path))
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
@@ -71,18 +93,20 @@ def save_checkpoint(model: HashingModel, path: str | Path, metadata: dict | None
 
 
 def export_checkpoint(source: str | Path, target: str | Path, metadata: dict | None = None,
-                      dtype: torch.dtype = torch.float16) -> Path:
-    """Re-save a checkpoint for inference only: weights cast to ``dtype``, the inference head dropped.
+                      dtype: torch.dtype = torch.float16, perceptual_bits: int = 0) -> Path:
+    """Re-save a checkpoint for inference only: weights cast to ``dtype``, the inference head dropped, and
+    ``perceptual_bits`` bits of a mirror-invariant DCT hash appended to its codes (a copy model; 0: none).
 
     The inference head only serves training; encoding needs the backbone and the projection head.
     """
-    return export_model(*load_checkpoint(source), target, metadata, dtype)
+    return export_model(*load_checkpoint(source), target, metadata, dtype, perceptual_bits)
 
 
 def export_model(model: HashingModel, sidecar: dict, target: str | Path, metadata: dict | None = None,
-                 dtype: torch.dtype = torch.float16) -> Path:
+                 dtype: torch.dtype = torch.float16, perceptual_bits: int = 0) -> Path:
     """:func:`export_checkpoint` of a loaded model (with the sidecar it came with)."""
-    inference_only = HashingModel(dataclasses.replace(model.config, inference_head=False))
+    config = dataclasses.replace(model.config, inference_head=False, perceptual_bits=perceptual_bits)
+    inference_only = HashingModel(config)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("inference.")}
     inference_only.load_state_dict(state)
     kept = {k: v for k, v in sidecar.items() if k not in ("format_version", "model", "dtype", "weights_sha256")}

@@ -27,6 +27,8 @@ class ModelConfig:
     unused).
     ``width`` and ``depth`` shape cnn_small only: the channels of its first stage (doubled at each of its four
     stages) and the convolutions per stage.
+    ``perceptual_bits``: a copy model's code ends with this many bits of a fixed, mirror-invariant DCT hash of
+    the input (nac_hash.perceptual), after the ``bits`` learned ones; ``code_bits`` counts both.
     """
 
     arch: str = "vgg16_bn"
@@ -39,11 +41,15 @@ class ModelConfig:
     rotation_input: str = "logits"
     width: int = CNN_SMALL_WIDTH
     depth: int = 1
+    perceptual_bits: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         validate_bits(self.bits)
+        if self.perceptual_bits:
+            validate_bits(self.perceptual_bits)
+            validate_bits(self.code_bits)
         if self.rotation_input not in ROTATION_INPUTS:
             raise ValueError(f"rotation_input must be one of {', '.join(ROTATION_INPUTS)}, got {self.rotation_input!r}")
         if self.width < 1 or self.depth < 1:
@@ -55,6 +61,11 @@ class ModelConfig:
         # JSON gives lists back; keep tuples so configs compare equal after a round trip.
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @property
+    def code_bits(self) -> int:
+        """The length of the code: the learned bits, then the perceptual ones."""
+        return self.bits + self.perceptual_bits
 
     @property
     def small_stem(self) -> bool:

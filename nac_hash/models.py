@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from nac_hash.model_config import ModelConfig
+from nac_hash.perceptual import MirrorInvariantDCTHash
 
 
 def _resnet(name: str, small_stem: bool) -> tuple[nn.Module, int]:
@@ -97,7 +98,7 @@ def _head(in_dim: int, out_dim: int) -> nn.Sequential:
 
 
 class HashingModel(nn.Module):
-    """Backbone, projection head g and (optionally) inference head phi."""
+    """Backbone, projection head g, (optionally) inference head phi and, for a copy model, a perceptual hash."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -108,6 +109,8 @@ class HashingModel(nn.Module):
         if config.code_rotation:
             self.register_buffer("rotation_center", torch.zeros(self.rotation_width))
             self.register_buffer("rotation", torch.eye(self.rotation_width, config.bits))
+        self.perceptual = (MirrorInvariantDCTHash(config.perceptual_bits, config.mean, config.std)
+                           if config.perceptual_bits else None)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, feature_dim) features h."""
@@ -152,10 +155,13 @@ class HashingModel(nn.Module):
             raise RuntimeError("this model was built without an inference head")
         return self.inference(features) / math.sqrt(self.config.bits)
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised images -> code pre-activations, in eval mode; their signs are the codes."""
-        return self.code_logits(self(images)).float()
+        """Normalised images -> the code's scores: the learned pre-activations, then a copy model's perceptual
+        scores (nac_hash.perceptual); their signs are the code's bits."""
+        logits = self.code_logits(self(images)).float()
+        if self.perceptual is None:
+            return logits
+        return torch.cat([logits, self.perceptual(images)], dim=1)
 
 
 @torch.no_grad()

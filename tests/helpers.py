@@ -51,6 +51,16 @@ def write_class_folders(root: Path, classes: int = 3, per_class: int = 12, size:
     return root
 
 
+def write_smooth_images(root: Path, count: int, size: int = 96, seed: int = 0) -> Path:
+    """Distinct smooth images (random 3 x 3 colour fields, enlarged): what perceptual hashes tell apart."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8))
+        coarse.resize((size, size), Image.Resampling.BICUBIC).save(root / f"{i:04d}.png")
+    return root
+
+
 def clustered_codes(n: int, clusters: int = 20, flip: float = 0.08, seed: int = 0) -> np.ndarray:
     """Codes scattered around 20 fixed centres, like a trained model's (uniform random codes are all far apart)."""
     centres = np.random.default_rng(1234).integers(0, 2, (clusters, BITS))

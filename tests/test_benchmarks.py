@@ -166,6 +166,31 @@ def test_bench_copies_scores_every_method_and_transform(tmp_path):
     assert methods["phash"]["jpeg"]["recall@1"] >= 0.5  # a re-encoded copy keeps its perceptual hash
 
 
+def test_bench_dedup_scores_every_method_on_one_planted_folder(tmp_path):
+    from helpers import write_smooth_images
+
+    from nac_hash.cli.bench_copies import ALL_TRANSFORMS
+    from nac_hash.cli.bench_dedup import METHODS
+
+    write_smooth_images(tmp_path / "originals", 20)
+    out = tmp_path / "dedup"
+    assert main(["bench", "dedup", "--originals", str(tmp_path / "originals"), "--count", "20", "--side", "64",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    files = sorted(p.name for p in (out / "folder").iterdir())
+    assert len(files) == result["files"] == 40 and sum(f.startswith("c-") for f in files) == 20
+    assert set(result["methods"]) == set(METHODS) and result["transforms"] == list(ALL_TRANSFORMS)
+    for row in result["methods"].values():
+        assert row["right_pairs"] <= row["pairs_reported"] and row["recall"] == row["right_pairs"] / 20
+        assert row["precision"] == (row["right_pairs"] / row["pairs_reported"] if row["pairs_reported"] else 1.0)
+        found = sum(r * 2 for r in row["recall_per_transform"].values())  # two copies per transform
+        assert found == pytest.approx(row["right_pairs"])
+        assert row["wall_time_s"] > 0
+    for method in ("nac-hash", "PHash"):  # resized and re-encoded copies of smooth images: every one found
+        recall = result["methods"][method]["recall_per_transform"]
+        assert recall["resize"] == recall["jpeg"] == 1.0, method
+
+
 def test_dedup_scale_benchmark(index, tmp_path):
     out = tmp_path / "dedup.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "dedup_scale.py"), "--codes-from", str(index),

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from nac_hash.cli import main
 
@@ -79,3 +79,19 @@ def test_close_pairs_are_exactly_the_brute_force_pairs():
         expected = {(i, j) for i in range(300) for j in range(i + 1, 300) if distances[i, j] <= radius}
         assert set(zip(firsts.tolist(), seconds.tolist(), strict=True)) == expected
     assert sorted(len(g) for g in group_rows(300, *close_pairs(codes, 3, progress=False))) == [2, 11]
+
+
+def test_a_folder_is_deduplicated_with_the_copy_model_at_its_own_distance(tmp_path, capsys):
+    from helpers import write_smooth_images
+
+    from nac_hash.checkpoint import copy_checkpoint, read_sidecar
+
+    root = write_smooth_images(tmp_path / "photos", 10)
+    for i in range(0, 10, 2):  # mirrored copies: the retrieval model's codes and every ImageHash hash change
+        ImageOps.mirror(Image.open(root / f"{i:04d}.png")).save(root / f"{i:04d}-mirror.png")
+    assert main(["dedup", str(root), "--out", str(tmp_path / "report")]) == 0
+    distance = read_sidecar(copy_checkpoint())["dedup_distance"]
+    assert f"within distance {distance}" in capsys.readouterr().out
+    groups = json.loads((tmp_path / "report" / "groups.json").read_text())["groups"]
+    found = {frozenset(Path(m["path"]).name for m in g) for g in groups}
+    assert found == {frozenset({f"{i:04d}.png", f"{i:04d}-mirror.png"}) for i in range(0, 10, 2)}

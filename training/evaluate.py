@@ -67,7 +67,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
     skipped_baselines = {}
     for name in baselines:
         try:
-            methods[name] = score_baseline(name, scoring, model.config.bits, seed)
+            methods[name] = score_baseline(name, scoring, model.config.code_bits, seed)
         except NotEnoughDataError as e:  # the other methods' scores still count
             logger.warning("skipping the %s baseline: %s", name, e)
             skipped_baselines[name] = str(e)
@@ -77,7 +77,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, protocol: str | None = Non
         "metric": scoring.metric,
         "split_seed": seed,
         "split_file": split_path.name,
-        "bits": model.config.bits,
+        "bits": model.config.code_bits,
         "checkpoint": {"path": portable(checkpoint), "weights_sha256": sidecar["weights_sha256"],
                        "model": model.config.to_dict(), "training_command": sidecar.get("command"),
                        "epochs_completed": sidecar.get("epochs_completed")},

@@ -29,8 +29,8 @@ COMMANDS = {
     "search": ("print the nearest indexed images of query images", "index"),
     "dedup": ("find near-duplicate images in a folder or an index", "index"),
     "serve": ("run the HTTP search service and web page", "serve"),
-    "bench": ("benchmarks: map (retrieval quality), copies (copy detection), index (indexing speed), search "
-              "(search speed)", "bench"),
+    "bench": ("benchmarks: map (retrieval quality), copies (copy detection), dedup (against imagededup), index "
+              "(indexing speed), search (search speed)", "bench"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``nac-hash bench map|copies|index|search``: the benchmarks, whose code sits beside this module."""
+"""``nac-hash bench map|copies|dedup|index|search``: the benchmarks, whose code sits beside this module."""
 
 from __future__ import annotations
 
@@ -75,6 +75,18 @@ def _bench_copies(args: argparse.Namespace) -> None:
     print(f"results and plot: {args.out}")
 
 
+def _bench_dedup(args: argparse.Namespace) -> None:
+    from nac_hash.cli.bench_dedup import bench_dedup
+
+    result = bench_dedup(args.out, args.originals, args.count, args.side, tuple(args.methods.split(",")), args.seed,
+                         tuple(args.transforms.split(",")))
+    print(f"{result['files']:,} files: {args.count} originals and a copy of each")
+    print(f"  {'method':10s} {'precision':>9s} {'recall':>7s} {'seconds':>8s}")
+    for method, row in result["methods"].items():
+        print(f"  {method:10s} {row['precision']:9.3f} {row['recall']:7.3f} {row['wall_time_s']:8.1f}")
+    print(f"results and the planted folder: {args.out}")
+
+
 def add_bench(bench: argparse.ArgumentParser) -> None:
     from nac_hash.training.config import CIFAR10_ROOT
 
@@ -108,6 +120,16 @@ def add_bench(bench: argparse.ArgumentParser) -> None:
     copies.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     copies.add_argument("--out", type=Path, required=True, help="output folder")
     copies.set_defaults(run=_bench_copies)
+    dedup = benchmarks.add_parser("dedup", help="nac-hash dedup against imagededup's hashes on planted copies")
+    dedup.add_argument("--originals", default="data/CIFAR-10-images/test", help="folder (default: %(default)s)")
+    dedup.add_argument("--count", type=int, default=2000, help="originals, each with one copy (default: %(default)s)")
+    dedup.add_argument("--side", type=int, default=256, help="side in pixels of each original (default: %(default)s)")
+    dedup.add_argument("--methods", default="nac-hash,PHash,DHash,WHash", help="(default: %(default)s)")
+    dedup.add_argument("--transforms", default="crop,resize,jpeg,flip,rotate,colour,grayscale,blur,text,chain3",
+                       help="edits of the copies, used in turn (default: %(default)s)")
+    dedup.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    dedup.add_argument("--out", type=Path, required=True, help="output folder (the planted folder goes inside)")
+    dedup.set_defaults(run=_bench_dedup)
     index = benchmarks.add_parser("index", help="time a full build: images/s from files to a saved index")
     index.add_argument("images", nargs="+", type=Path, help="folders of images")
     index.add_argument("--out", type=Path, help="results JSON")
@@ -131,6 +153,7 @@ def add_bench(bench: argparse.ArgumentParser) -> None:
 SUBCOMMAND_EXAMPLES = {
     "map": "nac-hash bench map --methods nac,lsh,itq,phash --features --linear --out results/bench",
     "copies": "nac-hash bench copies --queries 1000 --out results/copies",
+    "dedup": "nac-hash bench dedup --count 2000 --out results/dedup",
     "index": "nac-hash bench index data/CIFAR-10-images --out results/index-speed.json",
     "search": "nac-hash bench search --codes-from photos.idx --size 1000000 --out results/search-speed.json",
 }

@@ -1,9 +1,11 @@
 """``nac-hash bench copies``: how well each hash finds the original of a modified copy among many images.
 
-Originals come from a folder of images (default: the CIFAR-10 test images); a seeded sample of them is turned
-into queries by each transform of ``TRANSFORMS`` (and a chain of three), and every query is searched among the
-originals plus distractors (default: the CIFAR-10 training images). Per method and transform: recall@1 and
-recall@10 (the original among the nearest 1 or 10), and the precision and recall of "is a copy" when a
+Originals come from a folder of images (default: the CIFAR-10 test images, which no packaged model trained
+on); a seeded sample of them is turned into queries by each transform of ``TRANSFORMS`` (and a chain of three),
+and every query is searched among the originals plus distractors (default: the CIFAR-10 training images). The
+same is done, in ``seen``, for a sample of the distractors, the images a model trained on CIFAR-10's training
+split has seen: the gap between the two says how much of a model's score is memory. Per method and transform:
+recall@1 and recall@10 (the original among the nearest 1 or 10), and the precision and recall of "is a copy" when a
 Hamming threshold decides it (recall: queries whose original lies within the threshold; precision: originals
 among all database images within it). Methods: NAC (a checkpoint), pHash, dHash, aHash and wHash
 (ImageHash, 64 bits), LSH and ITQ on pixels (fitted on the distractors).
@@ -106,7 +108,7 @@ class Coder:
         self.method, self.model, self.size = method, model, size
         if method in ("lsh", "itq"):
             pixels = self._pixels(fit_images)
-            bits = model.config.bits
+            bits = model.config.code_bits
             self.projection = (ITQ(bits, seed=seed) if method == "itq" else RandomHyperplaneLSH(bits, seed)).fit(pixels)
 
     def _pixels(self, images: list[Image.Image]) -> np.ndarray:
@@ -119,6 +121,16 @@ class Coder:
         if self.method in PERCEPTUAL_HASHES:
             return perceptual_codes(images, self.method)
         return self.projection.encode(self._pixels(images))
+
+
+def _copies(database: list[Image.Image], rows: np.ndarray, seed: int) -> dict[str, list[Image.Image]]:
+    """Each transform's copies of the database images at ``rows`` (seeded per transform and image)."""
+    return {name: [transform(database[i], np.random.default_rng([seed, j, i])) for i in rows]
+            for j, (name, transform) in enumerate(ALL_TRANSFORMS.items())}
+
+
+def _mean_recall(scores: dict) -> float:
+    return float(np.mean([scores[t]["recall@1"] for t in ALL_TRANSFORMS]))
 
 
 def _scores(index: CodeIndex, queries: np.ndarray, truth: np.ndarray, thresholds: range) -> dict:
@@ -154,8 +166,8 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
     database = _load(original_files + distractor_files)
     rng = np.random.default_rng(seed)
     truth = rng.choice(len(original_files), queries, replace=False)
-    transformed = {name: [transform(database[i], np.random.default_rng([seed, j, i]))
-                          for i in truth] for j, (name, transform) in enumerate(ALL_TRANSFORMS.items())}
+    seen = len(original_files) + rng.choice(len(distractor_files), min(queries, len(distractor_files)), replace=False)
+    transformed, transformed_seen = _copies(database, truth, seed), _copies(database, seen, seed)
     fit = [database[i] for i in rng.choice(len(database), min(5000, len(database)), replace=False)]
     results: dict[str, dict] = {}
     for method in methods:
@@ -166,7 +178,11 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
         results[method] = {"bits": codes.shape[1] * 8,
                             **{name: _scores(index, coder(images), truth, thresholds)
                                for name, images in transformed.items()}}
-        results[method]["mean_recall@1"] = float(np.mean([results[method][t]["recall@1"] for t in ALL_TRANSFORMS]))
+        results[method]["mean_recall@1"] = _mean_recall(results[method])
+        if len(seen):
+            results[method]["seen"] = {name: {k: v for k, v in _scores(index, coder(images), seen, thresholds).items()
+                                              if k != "pr"} for name, images in transformed_seen.items()}
+            results[method]["seen"]["mean_recall@1"] = _mean_recall(results[method]["seen"])
         logger.info("%s: mean recall@1 %.3f", method, results[method]["mean_recall@1"])
     summary = {"benchmark": "copy detection", "originals": str(originals), "distractors": str(distractors),
                "database_size": len(database), "queries_per_transform": queries, "seed": seed,

@@ -147,8 +147,8 @@ def _method_codes(method: str, length: int, models: dict, features: dict, data: 
         return ITQ(length, seed=seed).fit(features[method][split.train]).encode(features[method])
     if method in METHODS:
         model, _ = models[method]
-        if model.config.bits != length:
-            raise CodeLengthError(f"its checkpoint has {model.config.bits}-bit codes")
+        if model.config.code_bits != length:
+            raise CodeLengthError(f"its checkpoint has {model.config.code_bits}-bit codes")
         return encode_images(model, data.images, progress=True)
     return BASELINES[method](data, split, length, seed)
 

@@ -112,30 +112,19 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def _dedup(args: argparse.Namespace) -> None:
-    import tempfile
-
     from nac_hash.index_data import dedup
-    from nac_hash.index_data.indexer import build
-    from nac_hash.index_data.store import CATALOG_NAME
 
     if args.undo:
         print(f"moved {dedup.undo_moves(args.undo)} files back")
         return
     if args.path is None:
         raise ValueError("give a folder or an index directory to search for duplicates (or --undo MANIFEST)")
-    if args.max_distance < 0:
+    if args.max_distance is not None and args.max_distance < 0:
         raise ValueError(f"--max-distance must be at least 0, got {args.max_distance}")
-    if not args.path.is_dir():
-        raise FileNotFoundError(f"{args.path} is neither a folder of images nor an index directory")
-    with tempfile.TemporaryDirectory() as scratch:
-        index_dir = args.path
-        if not (args.path / CATALOG_NAME).is_file():  # a folder of images: index it first, into scratch space
-            index_dir = Path(scratch) / "index"
-            build([args.path], index_dir, IndexOptions(checkpoint=args.checkpoint))
-        groups = dedup.find_groups(index_dir, args.max_distance)
-    paths = dedup.write_report(groups, args.out, args.max_distance)
+    groups, distance = dedup.duplicates_of(args.path, args.max_distance, args.checkpoint)
+    paths = dedup.write_report(groups, args.out, distance)
     extras = sum(len(g) - 1 for g in groups)
-    print(f"{len(groups)} groups of near-duplicates within distance {args.max_distance}; {extras} files could go "
+    print(f"{len(groups)} groups of near-duplicates within distance {distance}; {extras} files could go "
           f"(one kept per group): {paths['removable']}")
     print(f"groups: {paths['json']} and {paths['csv']}")
     if args.plot:
@@ -149,14 +138,16 @@ def _dedup(args: argparse.Namespace) -> None:
 
 def add_dedup(dedup: argparse.ArgumentParser) -> None:
     dedup.add_argument("path", nargs="?", type=Path, help="folder of images, or an index directory")
-    dedup.add_argument("--max-distance", type=int, default=DEFAULT_DEDUP_DISTANCE,
-                       help="largest Hamming distance between copies (default: %(default)s)")
+    dedup.add_argument("--max-distance", type=int,
+                       help="largest Hamming distance between copies (default: the one the model records, "
+                       f"else {DEFAULT_DEDUP_DISTANCE})")
     dedup.add_argument("--out", type=Path, default=Path("dedup"),
                        help="folder for groups.json, groups.csv, removable.txt (default: %(default)s)")
     dedup.add_argument("--plot", action="store_true", help="also write a contact sheet of the largest groups")
     dedup.add_argument("--move-to", type=Path, help="move every copy but the one kept per group here (never deletes)")
     dedup.add_argument("--undo", type=Path, metavar="MANIFEST", help="move the files a --move-to run moved back")
-    dedup.add_argument("--checkpoint", help="model for a folder (default: the packaged model)")
+    dedup.add_argument("--checkpoint", help="model for a folder: a file, or a packaged model's name (default: "
+                       "copies, the packaged copy-detection model)")
     dedup.set_defaults(run=_dedup)
 
 

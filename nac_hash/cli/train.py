@@ -57,6 +57,8 @@ def _export(args: argparse.Namespace) -> None:
             "split_seed": results["split_seed"], "map": results["methods"][method]["map"],
             "results_file": str(args.results),
         }
+    if args.dedup_distance is not None:
+        metadata["dedup_distance"] = args.dedup_distance
     if args.itq:
         from nac_hash.checkpoint import export_model, load_checkpoint
         from nac_hash.training.rotation import require_unrotated, training_images, with_code_rotation
@@ -64,11 +66,12 @@ def _export(args: argparse.Namespace) -> None:
         model, sidecar = load_checkpoint(args.checkpoint)
         require_unrotated(model)
         rotated = with_code_rotation(model, training_images(sidecar), rotation_input=args.itq)
-        path = export_model(rotated, sidecar, args.out, metadata)
+        path = export_model(rotated, sidecar, args.out, metadata, perceptual_bits=args.perceptual_bits)
     else:
-        path = export_checkpoint(args.checkpoint, args.out, metadata)
+        path = export_checkpoint(args.checkpoint, args.out, metadata, perceptual_bits=args.perceptual_bits)
     print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB, fp16, no inference head"
-          f"{f', ITQ code rotation of the {args.itq}' if args.itq else ''})")
+          f"{f', ITQ code rotation of the {args.itq}' if args.itq else ''}"
+          f"{f', {args.perceptual_bits} perceptual bits' if args.perceptual_bits else ''})")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -108,6 +111,12 @@ def add_export(export: argparse.ArgumentParser) -> None:
                         help="add an ITQ rotation of the codes, fitted on the checkpoint's training images (its "
                         "recorded data and split): of the pre-activations (logits, the default) or of the "
                         "backbone's unit-length features (features; better on small aligned images)")
+    export.add_argument("--perceptual-bits", type=int, default=0, metavar="N",
+                        help="append N bits of a mirror-invariant DCT hash to the codes: a copy model for dedup "
+                        "(nac_hash.perceptual; default: none)")
+    export.add_argument("--dedup-distance", type=int, metavar="D",
+                        help="record D as the distance within which nac-hash dedup calls two images copies with this "
+                        "model (calibrate it with nac-hash bench copies; default: none recorded, dedup uses 4)")
     export.set_defaults(run=_export)
 
 
