@@ -3,12 +3,12 @@
 # each changing one setting of the CPU recipe (cnn_small, width 32, depth 1, p = 0.25, batch 500, lr 3.0), and
 # is scored by `nac-hash eval` (mAP@all, 10,000 queries). Runs resume where they stopped; scored ones are skipped.
 #
-# Usage: benchmarks/budget_sweep.sh [BUDGET (default 10m)] [RESULTS_DIR (default benchmarks/results/cpu/sweep-BUDGET)]
+# Usage: benchmarks/budget_sweep.sh [BUDGET (default 10m)] [RESULTS_DIR (default benchmarks/results/budget-sweep)]
 #        [TRAIN_OPTION ...]   (more options of every run, e.g. --dataset folder --data-root DIR; eval follows them)
 # SWEEP_CONFIGS=recipe,p-0.1 runs only the configurations named.
 set -euo pipefail
 budget=${1:-10m}
-results=${2:-benchmarks/results/cpu/sweep-$budget}
+results=${2:-benchmarks/results/budget-sweep}
 shift $(( $# < 2 ? $# : 2 ))
 extra=("$@")
 configs=(

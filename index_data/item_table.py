@@ -1,11 +1,11 @@
 """The folder, path and label of every item of an index, held in memory for search results.
 
 At 1,000,000 items and k = 100, reading the hits' rows from SQLite cost more than the Hamming scan itself
-(benchmarks/results/cpu/search-1m.json). A :class:`ItemTable` holds one row per item, in id order, so a search
-attaches metadata to its hits with one lookup per hit. It follows the catalog by dropping the ids that are
-gone and reading only the rows that are new: an item's folder, path and label never change under its id
-(re-indexing a changed file rewrites its size, time, digest and code), so the rows already held stay true.
-About 100 bytes per item.
+(the git history of benchmarks/results/search-speed/). A :class:`ItemTable` holds one row per item, in id
+order, so a search attaches metadata to its hits with one lookup per hit. It follows the catalog by dropping
+the ids that are gone and reading only the rows that are new: an item's folder, path and label never change
+under its id (re-indexing a changed file rewrites its size, time, digest and code), so the rows already held
+stay true. About 100 bytes per item.
 """
 
 from __future__ import annotations

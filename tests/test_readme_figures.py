@@ -18,7 +18,7 @@ def row(path: str, method: str, key: str = "map_all") -> Callable[[], float]:
 
 
 def copies(method: str) -> Callable[[], float]:
-    return lambda: json.loads((RESULTS / "cpu/bench-copies-v2/results.json").read_text())["methods"][method][
+    return lambda: json.loads((RESULTS / "copies/results.json").read_text())["methods"][method][
         "mean_recall@1"]
 
 
@@ -26,14 +26,14 @@ def evaluated(path: str, method: str) -> Callable[[], float]:
     return lambda: json.loads((RESULTS / path).read_text())["methods"][method]["map_all"]
 
 
-DEFAULT_MODEL = "cpu/bench-map-cifar10-nac-v5/results.json"
-FOLDER = "cpu/bench-map-cifar-folder-30m/results.json"  # the baselines of the 30-minute folder run's split
+DEFAULT_MODEL = "retrieval/results.json"
+FOLDER = "folder-route/cifar10-30m-baselines.json"  # the baselines of the 30-minute folder run's split
 FIGURES = {  # as the README prints it -> where it comes from
     "0.3392": row(DEFAULT_MODEL, "nac"),
     "0.1426": row(DEFAULT_MODEL, "itq"),
     "0.1395": row(DEFAULT_MODEL, "lsh"),
     "0.1082": row(DEFAULT_MODEL, "phash"),
-    "0.247": row("cpu/bench-map-cifar-folder-30m-v3/results.json", "nac"),
+    "0.247": row("folder-route/cifar10-30m.json", "nac"),
     "0.144": row(FOLDER, "itq"),
     "0.141": row(FOLDER, "lsh"),
     "0.108": row(FOLDER, "phash"),

@@ -6,7 +6,7 @@ takes a page fault on each of them: on this project's 2-core machine that was up
 (benchmarks/step_profile.py measures it). Telling malloc to serve large blocks from its
 heap and not to hand freed memory back to the kernel removes that cost; the price is that the process keeps
 its peak heap until it exits (peak memory of cnn_small at batch 500: 4% more in fp32, no more in bf16;
-benchmarks/results/cpu/step-profile-memory.json). PyTorch's CPU
+benchmarks/results/training-speed/step-profile-memory.json). PyTorch's CPU
 performance guide makes the same point with jemalloc or tcmalloc, which need LD_PRELOAD; ``mallopt`` does it
 from inside the process.
 """

@@ -127,8 +127,9 @@ class CompiledOnCpu:
     A colour adjustment is a chain of elementwise ops over small images (the hue shift, some forty): eager
     PyTorch reads and writes the whole batch once per op, the loop Inductor generates once per chain. On this
     project's CPU the augmentations' share of a bf16 training step halved and the step ran 1.06x as fast
-    (benchmarks/results/cpu/COMMANDS.md). Compiling needs a C++ compiler, which a slim container lacks;
-    torch.compile only finds out at the first call, so that call falls back to ``fn`` for good, with a warning.
+    (benchmarks/results/training-speed/step-profile-turns-jitter.json). Compiling needs a C++ compiler, which
+    a slim container lacks; torch.compile only finds out at the first call, so that call falls back to ``fn``
+    for good, with a warning.
     ``compiled`` is None once running eagerly.
     """
 

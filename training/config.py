@@ -37,20 +37,20 @@ CIFAR10_ROOT = "data/CIFAR-10-images"  # where the quickstart unpacks the CIFAR-
 # folder, on any device, gets p = 0.1, crops of at least a quarter of the image, and a run that ends with an ITQ
 # rotation of the backbone's unit-length features stored in the model: on a budget of minutes the signs of
 # the pre-activations stay crowded, while the backbone's features already rank well (the code readouts in
-# benchmarks/results/cpu/COMMANDS.md: 0.238 mAP@all against 0.182 on the 30-minute CIFAR-10 folder run).
+# benchmarks/results/probes/code-readouts-cifar-folder-30m.json, on the 30-minute CIFAR-10 folder run).
 # Read that way, crops down to 25% beat crops down to 50% and the paper's 8% on the digits (three seeds each).
 #
 # ``view_share`` is the side of the training views as a share of --image-size, where --view-size is not given.
 # On a CPU, views of 24 of the 32 pixels train at 1.75x the images/s and, after the same 150 epochs on
-# cifar10-nac, scored higher than full-size ones (benchmarks/results/cpu/COMMANDS.md, "Smaller training
-# views"); the GPU recipe keeps the paper's full-size views.
+# cifar10-nac, scored higher than full-size ones (benchmarks/results/probes/view-size-*.json); the GPU recipe
+# keeps the paper's full-size views.
 RECIPES = {
     "gpu": {"arch": "vgg16_bn", "batch_size": 1000, "flip_probability": 0.4, "crop_scale_min": 0.08,
             "fit_rotation": "none", "view_share": 1.0},
     "cpu": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.25, "crop_scale_min": 0.08,
             "fit_rotation": "none", "view_share": 0.75},
     # A folder's runs are minutes long: on a GPU the paper's recipe collapsed the 8x8 digits to one code in a
-    # minute, where this one keeps them apart (benchmarks/results/gpu-h200/COMMANDS.md).
+    # minute, where this one keeps them apart (benchmarks/results/gpu-h200/digits-cuda-*.json).
     "folder": {"arch": "cnn_small", "batch_size": 500, "flip_probability": 0.1, "crop_scale_min": 0.25,
                "fit_rotation": "features", "view_share": 0.75},
 }

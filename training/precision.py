@@ -3,7 +3,8 @@
 bf16 autocast pays off on CUDA and on CPUs that compute bf16 natively (AVX512-BF16 or AMX): on this
 project's 2-core AVX512-BF16 CPU it more than doubles the images/s of cnn_small (benchmarks/step_profile.py).
 Elsewhere bf16 is emulated and far slower than fp32 (convolutions leave oneDNN for PyTorch's reference path:
-on a 2-core AVX2 CPU, 46 images/s against 440 in fp32, benchmarks/results/cpu/step-profile-avx2-bf16-emulated.json),
+on a 2-core AVX2 CPU, 46 images/s against 440 in fp32:
+benchmarks/results/training-speed/step-profile-avx2-bf16-emulated.json),
 so ``auto`` keeps fp32 there and an explicit ``bf16`` is warned about. Inference stays in fp32 on the CPU so
 that the codes of an index never depend on which machine encoded them.
 """

@@ -398,7 +398,7 @@ def epoch_batch(batch_size: int, images: int, processes: int = 1) -> int:
     """The batch a run trains with: ``batch_size``, but at most a ``MIN_STEPS_PER_EPOCH``-th of the images.
 
     A small folder would otherwise get one or two steps per epoch and, on a time budget, too few updates to
-    spread its codes (the digits probes in benchmarks/results/cpu/COMMANDS.md); the CIFAR recipe, 5,000
+    spread its codes (benchmarks/results/probes/digits-probes.json); the CIFAR recipe, 5,000
     images at batch 500, already has ten. The result is a multiple of ``processes`` (each takes a share).
     """
     batch = min(batch_size, max(MIN_BATCH, images // MIN_STEPS_PER_EPOCH), images)

@@ -7,7 +7,7 @@ server and the load generator share the CPU. The 1,000,000-item index is the 60,
 copies with 0 to 3 bits flipped (see nac_hash/cli/bench_index.py), with synthetic metadata rows.
 
     python benchmarks/service/load.py --index runs/cifar-index --image data/CIFAR-10-images/test/cat/0001.jpg \
-        --out benchmarks/results/cpu/service-load.json
+        --out benchmarks/results/service-load/results.json
 """
 
 from __future__ import annotations
