@@ -26,7 +26,7 @@ from nac_hash.api import ImageLike, Model
 from nac_hash.codes import pack_bits
 from nac_hash.index_data import indexer
 from nac_hash.index_data.config import IndexOptions
-from nac_hash.index_data.dedup import Member, find_groups
+from nac_hash.index_data.dedup import Member, duplicates_of
 from nac_hash.index_data.search import Hits, Searcher
 
 
@@ -69,10 +69,10 @@ class Index:
         """Remove items by id (a hit's ``id``); an unknown id removes nothing and raises ItemNotFoundError."""
         return indexer.remove(self.dir, ids=[int(i) for i in ids])
 
-    def duplicates(self, max_distance: int = 4) -> list[list[Member]]:
-        """Groups of items within ``max_distance`` bits of each other, largest first; the first member of each
-        group is the one to keep (the largest image)."""
-        return find_groups(self.dir, max_distance, progress=False)
+    def duplicates(self, max_distance: int | None = None) -> list[list[Member]]:
+        """Groups of items within ``max_distance`` bits of each other (None: the distance the index's model
+        records), largest first; the first member of each group is the one to keep (the largest image)."""
+        return duplicates_of(self.dir, max_distance, progress=False)[0]
 
 
 def open_index(index_dir: str | Path, checkpoint: str | Path | None = None) -> Index:

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
-# Hamming distance within which two images count as copies (nac-hash dedup, the service's duplicates routes).
+# Hamming distance within which two images count as copies (nac-hash dedup, the service's duplicates routes)
+# for a model that records none: a copy model records its own, calibrated for its longer code (``nac-hash
+# export --dedup-distance``), and an index records its model's when it is built.
 DEFAULT_DEDUP_DISTANCE = 4
+
+
+def dedup_distance(record: dict) -> int:
+    """The copy distance a checkpoint's sidecar or an index's meta records, else DEFAULT_DEDUP_DISTANCE."""
+    return int(record.get("dedup_distance", DEFAULT_DEDUP_DISTANCE))
 
 
 @dataclass(frozen=True)

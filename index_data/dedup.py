@@ -23,10 +23,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from nac_hash.atomic import atomic_path, write_json
-from nac_hash.checkpoint import CheckpointError, checkpoint_paths, copy_checkpoint, read_sidecar
+from nac_hash.checkpoint import checkpoint_paths, copy_checkpoint
 from nac_hash.codes import hamming_distance
 from nac_hash.images import exif_orientation, upright
-from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE, IndexOptions
+from nac_hash.index_data.config import IndexOptions
 from nac_hash.index_data.index import HammingIndex, multihash_exact_radius
 from nac_hash.index_data.indexer import build
 from nac_hash.index_data.search_params import SearchParams
@@ -87,35 +87,25 @@ def _image_size(path: Path) -> tuple[int, int]:
         return 0, 0
 
 
-def model_distance(checkpoint: str | Path) -> int:
-    """The copy distance a model's sidecar records (``dedup_distance``, set when a copy model is calibrated),
-    else DEFAULT_DEDUP_DISTANCE."""
-    try:
-        return int(read_sidecar(checkpoint).get("dedup_distance", DEFAULT_DEDUP_DISTANCE))
-    except CheckpointError:  # an index whose model is gone: its codes still group
-        return DEFAULT_DEDUP_DISTANCE
-
-
 def duplicates_of(path: str | Path, max_distance: int | None = None, checkpoint: str | None = None,
                   progress: bool = True) -> tuple[list[list[Member]], int]:
     """(groups, distance used) for an index directory, or for a folder of images, which is indexed first into
     scratch space with ``checkpoint`` (default: the packaged copy model). ``max_distance`` None takes the
-    model's own distance (:func:`model_distance`)."""
+    distance the index's model records (IndexStore.dedup_distance)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a folder of images nor an index directory")
     with tempfile.TemporaryDirectory() as scratch:
-        if (path / CATALOG_NAME).is_file():
-            index_dir = path
-            store = IndexStore(path)
-            model = Path(store.meta["checkpoint_path"])
-            store.close()
-        else:
+        index_dir = path
+        if not (path / CATALOG_NAME).is_file():
             index_dir = Path(scratch) / "index"
             model = checkpoint_paths(checkpoint)[0] if checkpoint else copy_checkpoint()
             build([path], index_dir, IndexOptions(checkpoint=str(model), progress=progress))
-        distance = model_distance(model) if max_distance is None else max_distance
-        return find_groups(index_dir, distance, progress), distance
+        if max_distance is None:
+            store = IndexStore(index_dir)
+            max_distance = store.dedup_distance
+            store.close()
+        return find_groups(index_dir, max_distance, progress), max_distance
 
 
 def find_groups(index_dir: str | Path, max_distance: int, progress: bool = True) -> list[list[Member]]:

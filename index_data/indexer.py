@@ -25,7 +25,7 @@ from nac_hash.checkpoint import checkpoint_paths, default_checkpoint, load_check
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
 from nac_hash.index_data.backends import check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
-from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.config import IndexOptions, dedup_distance
 from nac_hash.index_data.store import REPORT_NAME, IndexStore, IndexWriter, backend_of, state_path, write_index
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
@@ -166,7 +166,7 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
     report = Report()
     meta = {"bits": model.config.code_bits, "checkpoint_sha256": sidecar["weights_sha256"],
             "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
-            "index_type": options.index_type}
+            "index_type": options.index_type, "dedup_distance": dedup_distance(sidecar)}
     report.total = write_index(Path(out), meta, lambda catalog: encode_files(
         catalog, model, files, options, report)[0])
     return _finish(report, Path(out), started)
@@ -209,6 +209,7 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
             seen.add((item.root, item.path))
         meta = {k: first[k] for k in ("bits", "checkpoint_sha256", "checkpoint_path", "model")}
         meta["index_type"] = index_type or first["index_type"]
+        meta["dedup_distance"] = dedup_distance(first)
         check_index_type(meta["index_type"], meta["bits"])
         total = write_index(Path(out), meta, lambda catalog: items)
     finally:

@@ -161,6 +161,11 @@ class Searcher:
         return self.store.bits
 
     @property
+    def dedup_distance(self) -> int:
+        """The distance within which the index's model calls two images copies."""
+        return self.store.dedup_distance
+
+    @property
     def index_type(self) -> str:
         return self.store.meta["index_type"]
 

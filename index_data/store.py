@@ -43,6 +43,7 @@ from nac_hash.checkpoint import (
     read_sidecar,
 )
 from nac_hash.errors import NacHashError
+from nac_hash.index_data import config
 from nac_hash.index_data.backends import (
     CodeIndex,
     backend_for_type,
@@ -142,6 +143,11 @@ class IndexStore:
     @property
     def bits(self) -> int:
         return self.meta["bits"]
+
+    @property
+    def dedup_distance(self) -> int:
+        """The distance within which this index's model calls two images copies (index_data.config)."""
+        return config.dedup_distance(self.meta)
 
     @property
     def state(self) -> str:

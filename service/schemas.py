@@ -10,7 +10,9 @@ from nac_hash.index_data.search import Hit
 # The API's limits, in one place: the schema states them, the server enforces them (Settings.max_k may lower MAX_K).
 MAX_K = 1000  # the most neighbours one search may ask for
 MAX_BATCH_QUERIES = 256  # the most queries of one /search/batch
-MAX_DUPLICATE_DISTANCE = 32  # the largest duplicates radius: radius searches grow fast with it; copies sit closer
+# The largest duplicates radius: a quarter of the longest code (a copy model's 256 bits); a shorter code's quarter
+# is the limit for its index (SearchService.check_duplicate_distance). Copies sit far closer than that.
+MAX_DUPLICATE_DISTANCE = 64
 
 
 HEX_CODE = r"^[0-9a-fA-F]{4,64}$"  # 16 to 256 bits; the served index's length replaces it (code_schema)
@@ -37,13 +39,16 @@ class Query(BaseModel):
 
 
 def code_schema(openapi: dict, bits: int) -> dict:
-    """``openapi`` with every code field's pattern made the served index's length (bits / 4 hex digits)."""
+    """``openapi`` made exact for the served index: every code field's pattern its length (bits / 4 hex digits),
+    and the duplicates radius at most a quarter of its bits."""
     pattern = f"^[0-9a-fA-F]{{{bits // 4}}}$"
 
     def visit(node: object) -> None:
         if isinstance(node, dict):
             if node.get("pattern") == HEX_CODE:
                 node["pattern"] = pattern
+            if node.get("maximum") == MAX_DUPLICATE_DISTANCE:
+                node["maximum"] = bits // 4
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):

@@ -157,6 +157,15 @@ class SearchService:
             raise InvalidQueryError(f"k must be at most {self.settings.max_k}")
         return self.searcher.search(codes, k, max_distance, logits)
 
+    def duplicate_distance(self, max_distance: int | None) -> int:
+        """``max_distance``, checked against a quarter of the code's bits, or, for None, the distance the index's
+        model records for copies (IndexStore.dedup_distance)."""
+        if max_distance is None:
+            return self.searcher.dedup_distance
+        if max_distance > self.bits // 4:
+            raise InvalidQueryError(f"max_distance must be at most {self.bits // 4} for {self.bits}-bit codes")
+        return max_distance
+
     def duplicates(self, codes: np.ndarray, logits: np.ndarray, max_distance: int,
                    exclude: int | None = None) -> list[Hit]:
         """Items within ``max_distance`` of one query, nearest first, without the item ``exclude``."""

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE
 from nac_hash.service.deps import ItemId, Service
 from nac_hash.service.routes.search import read_upload
 from nac_hash.service.schemas import (
@@ -61,9 +60,11 @@ def delete_item(item_id: ItemId, service: Service) -> ItemOut:
 
 @router.get("/items/{item_id}/duplicates", response_model=DuplicatesResponse, responses=NOT_FOUND)
 def item_duplicates(item_id: ItemId, service: Service,
-                    max_distance: Annotated[int, Query(ge=0, le=MAX_DUPLICATE_DISTANCE)] = DEFAULT_DEDUP_DISTANCE,
+                    max_distance: Annotated[int | None, Query(ge=0, le=MAX_DUPLICATE_DISTANCE)] = None,
                     ) -> DuplicatesResponse:
-    """Other items whose codes lie within `max_distance` of this item's: its likely copies."""
+    """Other items whose codes lie within `max_distance` of this item's: its likely copies. By default, the
+    distance the index's model records for copies; at most a quarter of the code's bits."""
+    max_distance = service.duplicate_distance(max_distance)
     _, code = service.item(item_id)
     hits = service.duplicates(*service.searcher.query_codes([code.hex()]), max_distance, exclude=item_id)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])
@@ -71,8 +72,11 @@ def item_duplicates(item_id: ItemId, service: Service,
 
 @router.post("/duplicates", response_model=DuplicatesResponse)
 def upload_duplicates(service: Service, image: Annotated[UploadFile, File()],
-                      max_distance: Annotated[int, Form(ge=0, le=MAX_DUPLICATE_DISTANCE)] = DEFAULT_DEDUP_DISTANCE,
+                      # int, not int | None: a multipart field has no null, so the schema must not offer one
+                      max_distance: Annotated[int, Form(ge=0, le=MAX_DUPLICATE_DISTANCE)] = None,  # noqa: RUF013
                       ) -> DuplicatesResponse:
-    """Items whose codes lie within `max_distance` of an uploaded image's: is it already indexed, as a copy?"""
+    """Items whose codes lie within `max_distance` of an uploaded image's: is it already indexed, as a copy? By
+    default, the distance the index's model records for copies; at most a quarter of the code's bits."""
+    max_distance = service.duplicate_distance(max_distance)
     hits = service.duplicates(*service.query(read_upload(image, service.settings.max_upload_bytes)), max_distance)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])

@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from nac_hash.index_data.indexer import info
+from nac_hash.checkpoint import copy_checkpoint, read_sidecar
+from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE, IndexOptions
+from nac_hash.index_data.indexer import build, info
 from nac_hash.index_data.store import IndexDirError
 from nac_hash.service.app import create_app
 from nac_hash.service.settings import Settings
@@ -198,4 +200,18 @@ def test_duplicates_of_an_item_and_of_an_upload(client, class_folders):
     assert all(h["distance"] <= 12 for h in wide["hits"])
     assert {h["id"] for h in hits} - {item_id} <= {h["id"] for h in wide["hits"]}
     assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": 99}).status_code == 422
+    assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": 40}).status_code == 422  # > 128 / 4
+    assert client.get(f"/items/{item_id}/duplicates").json()["max_distance"] == DEFAULT_DEDUP_DISTANCE
     assert "/items/{item_id}/duplicates" in client.get("/openapi.json").json()["paths"]
+
+
+def test_an_index_of_the_copy_model_answers_duplicates_at_its_distance(class_folders, tmp_path):
+    build([class_folders], tmp_path / "copies.idx", IndexOptions(checkpoint="copies", progress=False))
+    sidecar = read_sidecar(copy_checkpoint())
+    recorded, bits = sidecar["dedup_distance"], sidecar["model"]["bits"] + sidecar["model"]["perceptual_bits"]
+    with TestClient(create_app(Settings(index=tmp_path / "copies.idx"))) as client:
+        data = (class_folders / "class1" / "0002.png").read_bytes()
+        found = client.post("/duplicates", files={"image": ("q.png", data, "image/png")}).json()
+        assert found["max_distance"] == recorded > DEFAULT_DEDUP_DISTANCE
+        assert any(h["path"] == "class1/0002.png" and h["distance"] == 0 for h in found["hits"])
+        assert client.get("/readyz").json()["bits"] == bits
