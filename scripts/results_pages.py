@@ -61,7 +61,10 @@ def _copy_detection(data: dict) -> str:
     methods = data["methods"]
     line = "mean recall@1: " + _scores({m: s["mean_recall@1"] for m, s in methods.items()}, 3)
     seen = {m: s["seen"]["mean_recall@1"] for m, s in methods.items() if "seen" in s}
-    return line + (f"; seen: {_scores(seen, 3)}" if seen else "")
+    at = methods.get("nac", {}).get("at_dedup_distance")
+    return (line + (f"; seen: {_scores(seen, 3)}" if seen else "")
+            + (f"; nac at its dedup distance {at['distance']}: precision {at['precision']:.3f}, recall "
+               f"{at['recall']:.3f}" if at else ""))
 
 
 def _dedup(data: dict) -> str:
@@ -179,6 +182,37 @@ def results_page() -> str:
 
 def _rows(path: str) -> dict[str, float]:
     return {r["method"]: r["map_all"] for r in json.loads((RESULTS / path).read_text())["rows"]}
+
+
+def _json(path: str) -> dict:
+    return json.loads((RESULTS / path).read_text())
+
+
+COPY_METHODS = {"nac": "nac-hash (copy model)", "phash": "pHash", "dhash": "dHash", "ahash": "aHash",
+                "whash": "wHash"}
+
+
+def copies_table() -> str:
+    """Recall@1 per edit of the copy model and ImageHash's hashes (bench copies, held-out originals)."""
+    methods = _json("copies/results.json")["methods"]
+    edits = [k for k, v in methods["nac"].items() if isinstance(v, dict) and "recall@1" in v]
+    lines = ["| recall@1 | " + " | ".join(edits) + " | mean |", "| --- " * (len(edits) + 2) + "|"]
+    for method, name in COPY_METHODS.items():
+        scores = methods[method]
+        best = {e: max(methods[m][e]["recall@1"] for m in COPY_METHODS) for e in edits}
+        cells = [f"**{scores[e]['recall@1']:.3f}**" if scores[e]["recall@1"] == best[e] else
+                 f"{scores[e]['recall@1']:.3f}" for e in edits]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {scores['mean_recall@1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def dedup_table() -> str:
+    """nac-hash dedup against imagededup on one planted folder (bench dedup)."""
+    result = _json("dedup/results.json")
+    lines = [f"| {result['files']:,} files | precision | recall | seconds |", "| --- | --- | --- | --- |"]
+    lines += [f"| {'nac-hash dedup' if m == 'nac-hash' else f'imagededup {m}'} | {r['precision']:.3f} | "
+              f"{r['recall']:.3f} | {r['wall_time_s']:.1f} |" for m, r in result["methods"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def readme_table() -> str:

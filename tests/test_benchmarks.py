@@ -164,6 +164,11 @@ def test_bench_copies_scores_every_method_and_transform(tmp_path):
             recalls = [p["recall"] for p in scores[transform]["pr"]]
             assert recalls == sorted(recalls)  # a larger threshold never finds fewer originals
     assert methods["phash"]["jpeg"]["recall@1"] >= 0.5  # a re-encoded copy keeps its perceptual hash
+    at = methods["nac"]["at_dedup_distance"]  # the packaged retrieval model records no distance: dedup's 4
+    assert at["distance"] == 4 and at["recall"] == pytest.approx(
+        np.mean([methods["nac"][t]["pr"][4]["recall"] for t in ALL_TRANSFORMS]))
+    for scores in methods.values():  # queries made from the distractors, which a model may have trained on
+        assert set(scores["seen"]) == {*ALL_TRANSFORMS, "mean_recall@1"}
 
 
 def test_bench_dedup_scores_every_method_on_one_planted_folder(tmp_path):

@@ -7,7 +7,8 @@ same is done, in ``seen``, for a sample of the distractors, the images a model t
 split has seen: the gap between the two says how much of a model's score is memory. Per method and transform:
 recall@1 and recall@10 (the original among the nearest 1 or 10), and the precision and recall of "is a copy" when a
 Hamming threshold decides it (recall: queries whose original lies within the threshold; precision: originals
-among all database images within it). Methods: NAC (a checkpoint), pHash, dHash, aHash and wHash
+among all database images within it), with their means over the edits at the distance the model records for
+nac-hash dedup. Methods: NAC (a checkpoint), pHash, dHash, aHash and wHash
 (ImageHash, 64 bits), LSH and ITQ on pixels (fitted on the distractors).
 """
 
@@ -27,6 +28,7 @@ from nac_hash.baselines import ITQ, PERCEPTUAL_HASHES, RandomHyperplaneLSH, perc
 from nac_hash.checkpoint import default_checkpoint, load_checkpoint
 from nac_hash.images import exif_orientation, list_images, square_image, upright
 from nac_hash.index_data.backends import CodeIndex, build_index
+from nac_hash.index_data.config import dedup_distance
 from nac_hash.inference import encode_images
 from nac_hash.progress import progress_bar
 from nac_hash.provenance import portable, provenance
@@ -129,6 +131,13 @@ def _copies(database: list[Image.Image], rows: np.ndarray, seed: int) -> dict[st
             for j, (name, transform) in enumerate(ALL_TRANSFORMS.items())}
 
 
+def _at_distance(scores: dict, distance: int) -> dict:
+    """Mean precision and recall over the edits of "is a copy" within ``distance``, as nac-hash dedup decides it."""
+    at = [scores[t]["pr"][distance] for t in ALL_TRANSFORMS]
+    return {"distance": distance, "precision": float(np.mean([a["precision"] for a in at])),
+            "recall": float(np.mean([a["recall"] for a in at]))}
+
+
 def _mean_recall(scores: dict) -> float:
     return float(np.mean([scores[t]["recall@1"] for t in ALL_TRANSFORMS]))
 
@@ -158,7 +167,8 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
     if unknown:
         raise ValueError(f"unknown methods {', '.join(unknown)}; choose from {', '.join(METHODS)} (--methods)")
     started = time.perf_counter()
-    model, _ = load_checkpoint(checkpoint or default_checkpoint(), "cpu")
+    model, sidecar = load_checkpoint(checkpoint or default_checkpoint(), "cpu")
+    distance = dedup_distance(sidecar)
     original_files = list_images(Path(originals))
     distractor_files = list_images(Path(distractors)) if distractors else []
     if len(original_files) < queries:
@@ -179,6 +189,8 @@ def bench_copies(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-ima
                             **{name: _scores(index, coder(images), truth, thresholds)
                                for name, images in transformed.items()}}
         results[method]["mean_recall@1"] = _mean_recall(results[method])
+        if method == "nac" and distance in thresholds:
+            results[method]["at_dedup_distance"] = _at_distance(results[method], distance)
         if len(seen):
             results[method]["seen"] = {name: {k: v for k, v in _scores(index, coder(images), seen, thresholds).items()
                                               if k != "pr"} for name, images in transformed_seen.items()}
