@@ -65,7 +65,7 @@ def portable(path: str | Path) -> str:
 
 def command_line() -> str:
     """The command that is running, with the paths inside the checkout made relative (:func:`portable`)."""
-    if Path(sys.argv[0]).name == "nac-hash":
+    if Path(sys.argv[0]).name == "nac-hash" or Path(sys.argv[0]).parts[-3:] == ("nac_hash", "cli", "__main__.py"):
         return shlex.join(["nac-hash", *sys.argv[1:]])
     words = [sys.executable, *sys.argv]
     return shlex.join([portable(w) if w.startswith("/") else w for w in words])
