@@ -22,7 +22,8 @@ class IndexOptions:
     """How files are read and encoded; every field is a command-line option of `nac-hash index`.
 
     Attributes:
-        checkpoint: model to encode with (default: the packaged model for a build, the index's own for an add).
+        checkpoint: model to encode with: a file, or a packaged model's name, default or copies (default: the
+            packaged retrieval model for a build, the index's own for an add).
         index_type: flat, ivf, hnsw, multihash, a FAISS binary factory string, or milvus:URI to keep the codes
             in Milvus (a local file for Milvus Lite, or http://host:19530).
         batch_size: images encoded per forward pass.

@@ -18,7 +18,7 @@ BENCHMARKS = {
     "retrieval": ("Retrieval quality of the default model",
                   "`nac-hash bench map` of the packaged model beside the pixel baselines (cifar10-nac protocol, "
                   "mAP@all over 10,000 queries, 128 bits; pHash 64), and `nac-hash eval` after each leg of its "
-                  "training on two CPU cores (`legs/`, in order)."),
+                  "training on a 2-core CPU (`legs/`, in order; the last on one of its cores)."),
     "folder-route": ("The folder route",
                      "`nac-hash train --dataset folder` for a fixed time, then `bench map` on the folder's own "
                      "split: the CIFAR-10 images as a folder and scikit-learn's 8 x 8 digits."),
@@ -159,6 +159,7 @@ def result_files(folder: Path) -> list[Path]:
 
 
 def results_page() -> str:
+    """Every folder of benchmarks/results/, in BENCHMARKS' order, a row per JSON; the copy benchmarks in detail."""
     unknown = sorted({p.name for p in RESULTS.iterdir() if p.is_dir()} - set(BENCHMARKS))
     if unknown:
         raise ValueError(f"benchmarks/results/ folders with no entry in BENCHMARKS: {', '.join(unknown)}")
@@ -176,6 +177,8 @@ def results_page() -> str:
             command, commit, machine, date = provenance(data)
             lines.append(f"| `{path.relative_to(RESULTS)}` | {_cell(figures(data))} | `{_cell(command)}` | "
                          f"{commit} | {_cell(machine)} | {date} |")
+        if name in DETAILS:
+            lines += ["", DETAILS[name]()]
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 
@@ -215,13 +218,26 @@ def dedup_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def dedup_edits_table() -> str:
+    """Recall per edit of each tool in the end-to-end dedup run, beside its precision, recall and time."""
+    result = _json("dedup/results.json")
+    edits = list(next(iter(result["methods"].values()))["recall_per_transform"])
+    lines = ["| recall per edit | " + " | ".join(edits) + " |", "| --- " * (len(edits) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(f"{r['recall_per_transform'][e]:.2f}" for e in edits) + " |"
+              for m, r in result["methods"].items()]
+    return dedup_table() + "\n" + "\n".join(lines) + "\n"
+
+
 def readme_table() -> str:
     """The README's results table: the default model and the folder route, each beside the pixel baselines."""
     default = _rows("retrieval/results.json")
     folder = {**_rows("folder-route/cifar10-30m-baselines.json"), **_rows("folder-route/cifar10-30m.json")}
     lines = ["| data | NAC | ITQ (pixels) | LSH (pixels) | pHash |", "| --- | --- | --- | --- | --- |",
-             f"| cifar10-nac protocol, the default model (8.25 h on 2 CPU cores) | **{default['nac']:.4f}** | "
+             f"| cifar10-nac protocol, the default model (about 9 h on 2 CPU cores) | **{default['nac']:.4f}** | "
              f"{default['itq']:.4f} | {default['lsh']:.4f} | {default['phash']:.4f} |",
              f"| CIFAR-10 as a folder, 30 minutes of training on 2 CPU cores | **{folder['nac']:.3f}** | "
              f"{folder['itq']:.3f} | {folder['lsh']:.3f} | {folder['phash']:.3f} |"]
     return "\n".join(lines) + "\n"
+
+
+DETAILS = {"copies": copies_table, "dedup": dedup_edits_table}  # folders whose results get a table of their own
