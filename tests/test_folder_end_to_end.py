@@ -151,3 +151,6 @@ def test_index_build_says_when_its_model_was_trained_on_other_images(class_folde
     assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "b"), "--no-progress",
                  "--checkpoint", str(tmp_path / "run" / "model.safetensors")]) == 0
     assert "note:" not in capsys.readouterr().out  # trained on this very folder
+    assert main(["index", "build", str(class_folders), "--out", str(tmp_path / "c"), "--no-progress",
+                 "--checkpoint", "copies"]) == 0
+    assert "note:" not in capsys.readouterr().out  # the copy model: trained elsewhere, but not for ranking

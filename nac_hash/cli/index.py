@@ -27,10 +27,11 @@ def _print_report(report: Report, index_dir: Path) -> None:
 
 
 def trained_elsewhere(sidecar: dict, folders: list[Path]) -> str | None:
-    """One line for a model trained on other images than ``folders`` (the packaged one was trained on CIFAR-10),
-    with the command that trains on them instead; None when it was trained on them."""
+    """One line for a retrieval model trained on other images than ``folders`` (the packaged one was trained on
+    CIFAR-10), with the command that trains on them instead; None when it was trained on them, or for a copy
+    model, whose perceptual half holds on any images."""
     root = sidecar.get("training", {}).get("data_root")
-    if root is None:
+    if root is None or sidecar["model"].get("perceptual_bits"):
         return None
     trained = Path(root).resolve()
     for folder in (Path(f).resolve() for f in folders):
