@@ -29,11 +29,9 @@ class CheckpointError(NacHashError):
     """A checkpoint is missing, incomplete, corrupt or of an unknown format."""
 
 
-# The models shipped inside the package, by the names that stand for them wherever a checkpoint is asked for.
-PACKAGED_MODELS = {
-    "default": "retrieval: similar images (nac-hash search, index, the service)",
-    "copies": "copy detection: resized, re-encoded, edited, mirrored, cropped copies (nac-hash dedup)",
-}
+# The models shipped inside the package, by the names that stand for them wherever a checkpoint is asked for:
+# the retrieval model (search, index, the service) and the copy-detection model (nac-hash dedup).
+PACKAGED_MODELS = ("default", "copies")
 
 
 def packaged_checkpoint(name: str) -> Path:

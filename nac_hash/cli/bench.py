@@ -79,7 +79,7 @@ def _bench_dedup(args: argparse.Namespace) -> None:
     from nac_hash.cli.bench_dedup import bench_dedup
 
     result = bench_dedup(args.out, args.originals, args.count, args.side, tuple(args.methods.split(",")), args.seed,
-                         tuple(args.transforms.split(",")))
+                         tuple(args.transforms.split(",")) if args.transforms else None)
     print(f"{result['files']:,} files: {args.count} originals and a copy of each")
     print(f"  {'method':10s} {'precision':>9s} {'recall':>7s} {'seconds':>8s}")
     for method, row in result["methods"].items():
@@ -125,8 +125,8 @@ def add_bench(bench: argparse.ArgumentParser) -> None:
     dedup.add_argument("--count", type=int, default=2000, help="originals, each with one copy (default: %(default)s)")
     dedup.add_argument("--side", type=int, default=256, help="side in pixels of each original (default: %(default)s)")
     dedup.add_argument("--methods", default="nac-hash,PHash,DHash,WHash", help="(default: %(default)s)")
-    dedup.add_argument("--transforms", default="crop,resize,jpeg,flip,rotate,colour,grayscale,blur,text,chain3",
-                       help="edits of the copies, used in turn (default: %(default)s)")
+    dedup.add_argument("--transforms", help="comma-separated edits of the copies, used in turn (default: every edit "
+                       "of bench copies)")
     dedup.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     dedup.add_argument("--out", type=Path, required=True, help="output folder (the planted folder goes inside)")
     dedup.set_defaults(run=_bench_dedup)

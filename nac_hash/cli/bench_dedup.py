@@ -90,8 +90,10 @@ def _score(pairs: set[Pair], planted: dict[str, str]) -> dict:
 
 def bench_dedup(out_dir: str | Path, originals: str | Path = "data/CIFAR-10-images/test", count: int = 2000,
                 side: int = 256, methods: tuple[str, ...] = METHODS, seed: int = 0,
-                transforms: tuple[str, ...] = tuple(ALL_TRANSFORMS)) -> dict:
-    """Plant copies in ``out_dir``/folder, run every method on it, write ``out_dir``/results.json."""
+                transforms: tuple[str, ...] | None = None) -> dict:
+    """Plant copies in ``out_dir``/folder (made by ``transforms`` in turn, default every edit of bench copies),
+    run every method on it, write ``out_dir``/results.json."""
+    transforms = transforms or tuple(ALL_TRANSFORMS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {', '.join(unknown)}; choose from {', '.join(METHODS)} (--methods)")
