@@ -242,3 +242,14 @@ def test_budget_sweep_trains_and_scores_every_configuration(tmp_path):
         scored = json.loads((tmp_path / "sweep" / f"{row['config']}.json").read_text())
         assert row["map_all"] == round(scored["methods"]["nac"]["map_all"], 4)
         assert row["config"] == "recipe" or row["config"].split("-")[0] in row["command"].replace("_", "-")
+
+
+def test_bench_dedup_refuses_unknown_edits_and_methods_in_one_line(tmp_path, capsys):
+    from helpers import write_smooth_images
+
+    write_smooth_images(tmp_path / "originals", 4)
+    for option, value in (("--transforms", "resize,warp"), ("--methods", "nac-hash,md5")):
+        assert main(["bench", "dedup", "--originals", str(tmp_path / "originals"), "--count", "4", option, value,
+                     "--out", str(tmp_path / "out")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "unknown transforms warp" in errors[0] and "unknown methods md5" in errors[1]
