@@ -3,9 +3,11 @@
 The catalog is the source of truth of an index directory. Each item has a stable integer id (SQLite's
 AUTOINCREMENT never reuses one), the folder it was indexed from, its path relative to that folder, size,
 mtime, SHA-256 of its bytes, a label (its class folder) when it has one, and its packed code, so any FAISS
-index can be rebuilt without re-encoding. The ``meta`` table records the format version, code length,
-checkpoint and index type, and the ``state`` token of the FAISS file that matches the current rows.
-Every change happens inside one transaction.
+index can be rebuilt without re-encoding. An item may also hold a second code, its copy code, from the model
+that finds copies (see :class:`nac_hash.index_data.store.CopyCodes`): kept in the same row, it changes in the
+same transaction as the item. The ``meta`` table records the format version, code length, checkpoint and index
+type, and the ``state`` token of the FAISS file that matches the current rows. Every change happens inside one
+transaction.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CREATE TABLE items (
     sha256 TEXT NOT NULL,
     label TEXT,
     code BLOB NOT NULL,
+    copy_code BLOB,
     UNIQUE (root_id, path)
 );
 """
@@ -89,9 +92,10 @@ class Item(ImageRecord):
 
 @dataclass(frozen=True)
 class NewItem(ImageRecord):
-    """An encoded image file, ready to be stored."""
+    """An encoded image file, ready to be stored: its code, and its copy code where the index keeps them."""
 
     code: bytes
+    copy_code: bytes | None = None
 
 
 class Catalog:
@@ -120,6 +124,8 @@ class Catalog:
             self._db.close()
             raise CatalogError(f"{self.path} has catalog format {self.meta.get('format_version')!r}; "
                                f"this nac-hash reads format {CATALOG_FORMAT}")
+        # Catalogs written before copy codes lack their column: such an index finds copies by its own codes.
+        self.has_copy_column = any(row[1] == "copy_code" for row in self._db.execute("PRAGMA table_info(items)"))
 
     @classmethod
     def create(cls, path: str | Path, meta: dict) -> Catalog:
@@ -212,24 +218,34 @@ class Catalog:
                 "WHERE roots.path = ?", (root,))
             return {path: (item_id, sha) for path, item_id, sha in rows}
 
+    def _code_columns(self, item: NewItem) -> dict[str, bytes | None]:
+        if item.copy_code is not None and not self.has_copy_column:
+            raise CatalogError(f"{self.path} was written before copy codes; rebuild the index to keep them")
+        return {"code": item.code, "copy_code": item.copy_code} if self.has_copy_column else {"code": item.code}
+
     def insert(self, items: Sequence[NewItem]) -> list[int]:
         """Store new items; returns their ids, which increase in the order given."""
         with self._lock:
             ids = []
             for item in items:
+                codes = self._code_columns(item)
                 cursor = self._db.execute(
-                    "INSERT INTO items (root_id, path, size, mtime_ns, sha256, label, code) VALUES (?,?,?,?,?,?,?)",
+                    f"INSERT INTO items (root_id, path, size, mtime_ns, sha256, label, {', '.join(codes)}) "
+                    f"VALUES (?,?,?,?,?,?{',?' * len(codes)})",
                     (self._root_id(item.root), item.path, item.size, item.mtime_ns, item.sha256, item.label,
-                     item.code))
+                     *codes.values()))
                 ids.append(cursor.lastrowid)
             return ids
 
     def update(self, updates: Iterable[tuple[int, NewItem]]) -> None:
-        """Replace the file details and code of existing items, keeping their ids."""
+        """Replace the file details and codes of existing items, keeping their ids."""
         with self._lock:
-            self._db.executemany(
-                "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, label = ?, code = ? WHERE id = ?",
-                [(i.size, i.mtime_ns, i.sha256, i.label, i.code, item_id) for item_id, i in updates])
+            for item_id, i in updates:
+                codes = self._code_columns(i)
+                self._db.execute(
+                    "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, label = ?, "
+                    f"{', '.join(f'{c} = ?' for c in codes)} WHERE id = ?",
+                    (i.size, i.mtime_ns, i.sha256, i.label, *codes.values(), item_id))
 
     def delete(self, ids: Iterable[int]) -> int:
         """Delete items by id; returns how many existed."""
@@ -297,18 +313,24 @@ class Catalog:
                 found.update(dict(rows))
             return found
 
-    def code(self, item_id: int) -> bytes | None:
-        """The packed code of one item, or None when there is no such item."""
+    def code(self, item_id: int, copy: bool = False) -> bytes | None:
+        """The packed code (``copy``: the copy code) of one item, or None when there is no such item."""
         with self._reading() as db:
-            row = db.execute("SELECT code FROM items WHERE id = ?", (int(item_id),)).fetchone()
+            row = db.execute(f"SELECT {self._column(copy)} FROM items WHERE id = ?", (int(item_id),)).fetchone()
         return row[0] if row else None
 
+    def _column(self, copy: bool) -> str:
+        if copy and not self.has_copy_column:
+            raise CatalogError(f"{self.path} holds no copy codes")
+        return "copy_code" if copy else "code"
+
     def records(self) -> list[NewItem]:
-        """Every item with its code, in id order (to copy items into another catalog)."""
+        """Every item with its codes, in id order (to copy items into another catalog)."""
+        copy_code = "items.copy_code" if self.has_copy_column else "NULL"
         with self._reading() as db:
             rows = db.execute(
-                "SELECT roots.path, items.path, items.size, items.mtime_ns, items.sha256, items.label, items.code "
-                "FROM items JOIN roots ON roots.id = items.root_id ORDER BY items.id").fetchall()
+                "SELECT roots.path, items.path, items.size, items.mtime_ns, items.sha256, items.label, items.code, "
+                f"{copy_code} FROM items JOIN roots ON roots.id = items.root_id ORDER BY items.id").fetchall()
         return [NewItem(*row) for row in rows]
 
     def snapshot(self) -> tuple[dict, np.ndarray]:
@@ -334,11 +356,18 @@ class Catalog:
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), self.meta["bits"] // 8)
         return ids, codes.copy(), [str(Path(r[2]) / r[3]) for r in rows], [r[4] for r in rows]
 
-    def codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """All (ids, packed codes) in increasing id order: the order of every FAISS index."""
+    def codes(self, copy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, packed codes) in increasing id order, the order of every FAISS index; ``copy``: the copy
+        codes (of ``meta["copy_model"]["bits"]``).
+
+        Raises:
+            CatalogError: ``copy``, and an item has no copy code.
+        """
         with self._reading() as db:
-            rows = db.execute("SELECT id, code FROM items ORDER BY id").fetchall()
-        width = self.meta["bits"] // 8
+            rows = db.execute(f"SELECT id, {self._column(copy)} FROM items ORDER BY id").fetchall()
+        if any(r[1] is None for r in rows):
+            raise CatalogError(f"{self.path}: an item has no copy code; rebuild the index")
+        width = (self.meta["copy_model"]["bits"] if copy else self.meta["bits"]) // 8
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(len(rows), width)
         return ids, codes.copy()

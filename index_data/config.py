@@ -17,6 +17,11 @@ def dedup_distance(record: dict) -> int:
     return int(record.get("dedup_distance", DEFAULT_DEDUP_DISTANCE))
 
 
+def is_copy_model(sidecar: dict) -> bool:
+    """Whether a checkpoint is a copy model: one that records the distance at which it calls images copies."""
+    return "dedup_distance" in sidecar
+
+
 @dataclass(frozen=True)
 class IndexOptions:
     """How files are read and encoded; every field is a command-line option of `nac-hash index`.
@@ -33,6 +38,8 @@ class IndexOptions:
         device: torch device for encoding.
         progress: show a progress bar.
         shard: "i/n" to index only shard i of n (merge the shards with `nac-hash index merge`).
+        copy_codes: with a retrieval model, also keep each image's code from the packaged copy model, by which
+            dedup and the service's duplicates routes find copies (index_data.store.CopyCodes); a build only.
     """
 
     checkpoint: str | None = None
@@ -44,3 +51,4 @@ class IndexOptions:
     device: str = "cpu"
     progress: bool = True
     shard: str | None = None
+    copy_codes: bool = True

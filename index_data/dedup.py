@@ -91,7 +91,7 @@ def duplicates_of(path: str | Path, max_distance: int | None = None, checkpoint:
                   progress: bool = True) -> tuple[list[list[Member]], int]:
     """(groups, distance used) for an index directory, or for a folder of images, which is indexed first into
     scratch space with ``checkpoint`` (default: the packaged copy model). ``max_distance`` None takes the
-    distance the index's model records (IndexStore.dedup_distance)."""
+    distance the model of the index's copy codes records (IndexStore.dedup_distance)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a folder of images nor an index directory")
@@ -109,12 +109,13 @@ def duplicates_of(path: str | Path, max_distance: int | None = None, checkpoint:
 
 
 def find_groups(index_dir: str | Path, max_distance: int, progress: bool = True) -> list[list[Member]]:
-    """Groups of near-duplicates, largest group first; within a group the one to keep comes first."""
+    """Groups of near-duplicates by the index's copy codes (IndexStore.copies), largest group first; within a
+    group the one to keep comes first."""
     if max_distance < 0:
         raise ValueError(f"--max-distance must be at least 0, got {max_distance}")
     store = IndexStore(index_dir)
     try:
-        ids, codes = store.catalog.codes()
+        ids, codes = store.catalog.codes(copy=store.copies.stored)
         groups = group_rows(len(ids), *close_pairs(codes, max_distance, progress))
         members = store.catalog.items(ids[np.concatenate(groups)].tolist() if groups else [])
     finally:

@@ -1,7 +1,8 @@
 """Build and maintain an index directory from folders of images.
 
 Stages: find image files under each folder; read each file once, hash it, and decode it only when it is new
-or changed; encode decoded images in batches; commit rows, codes and the FAISS index together (see
+or changed; encode decoded images in batches, with the index's model and, where the index keeps copy codes,
+with its copy model; commit rows, codes and the FAISS index together (see
 :mod:`nac_hash.index_data.store`). Files that cannot be read are listed in the report and skipped.
 """
 
@@ -21,12 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from nac_hash.atomic import write_json
-from nac_hash.checkpoint import checkpoint_paths, default_checkpoint, load_checkpoint
+from nac_hash.checkpoint import checkpoint_paths, copy_checkpoint, default_checkpoint, load_checkpoint
 from nac_hash.images import InvalidImageError, decode_image, is_image_file, read_file
 from nac_hash.index_data.backends import check_index_type
 from nac_hash.index_data.catalog import Catalog, ItemNotFoundError, NewItem
-from nac_hash.index_data.config import IndexOptions, dedup_distance
-from nac_hash.index_data.store import REPORT_NAME, IndexStore, IndexWriter, backend_of, state_path, write_index
+from nac_hash.index_data.config import IndexOptions, dedup_distance, is_copy_model
+from nac_hash.index_data.store import (
+    REPORT_NAME,
+    CheckpointMismatchError,
+    IndexStore,
+    IndexWriter,
+    backend_of,
+    copy_model_record,
+    state_path,
+    write_index,
+)
 from nac_hash.inference import encode_images
 from nac_hash.models import HashingModel
 from nac_hash.progress import progress_bar
@@ -55,11 +65,24 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Encoders:
+    """The model of an index's codes, and the model of its copy codes where it keeps them."""
+
+    model: HashingModel
+    copy_model: HashingModel | None = None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The input size of each model, in order."""
+        return tuple(m.config.image_size for m in (self.model, self.copy_model) if m is not None)
+
+
+@dataclass(frozen=True)
 class _Read:
-    """A file read once: its details, and its decoded pixels when it needs encoding."""
+    """A file read once: its details, and its decoded pixels when it needs encoding (one array per model)."""
 
     item: NewItem | None = None
-    image: np.ndarray | None = None
+    images: tuple[np.ndarray, ...] = ()
     existing_id: int | None = None
     skip_reason: str | None = None
 
@@ -84,7 +107,8 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, options: IndexOptions) -> _Read:
+def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], sizes: tuple[int, ...],
+          options: IndexOptions) -> _Read:
     relative = str(file.relative_to(root))
     if printable(file.relative_to(root)) != relative:
         return _Read(skip_reason="the file name is not valid UTF-8 (the catalog stores UTF-8 names); rename it")
@@ -100,12 +124,12 @@ def _read(root: Path, file: Path, known: dict[str, tuple[int, str]], size: int, 
     if known_digest == digest:
         return _Read(existing_id=existing_id)
     try:
-        image = decode_image(data, size, options.max_pixels, options.max_bytes)
+        decoded = {size: decode_image(data, size, options.max_pixels, options.max_bytes) for size in set(sizes)}
     except InvalidImageError as e:
         return _Read(skip_reason=str(e))
     label = file.parent.name if file.parent != root else None
     item = NewItem(str(root), relative, len(data), mtime_ns, digest, label, b"")
-    return _Read(item=item, image=image, existing_id=existing_id)
+    return _Read(item=item, images=tuple(decoded[size] for size in sizes), existing_id=existing_id)
 
 
 def _chunks(files: list[tuple[Path, Path]], size: int) -> Iterator[list[tuple[Path, Path]]]:
@@ -113,7 +137,7 @@ def _chunks(files: list[tuple[Path, Path]], size: int) -> Iterator[list[tuple[Pa
         yield files[start : start + size]
 
 
-def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, Path]], options: IndexOptions,
+def encode_files(catalog: Catalog, encoders: Encoders, files: list[tuple[Path, Path]], options: IndexOptions,
                  report: Report) -> tuple[list[NewItem], list[tuple[int, NewItem]]]:
     """Read, hash, decode and encode the files the catalog does not hold yet.
 
@@ -121,16 +145,15 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
         New items, and (id, item) for files whose content changed since they were indexed.
     """
     known = {root: catalog.known_files(root) for root in {str(r) for r, _ in files}}
-    size = model.config.image_size
+    sizes = encoders.sizes
     new, changed = [], []
     bar = progress_bar(total=len(files), desc="index", unit="img", disable=not options.progress)
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
         for chunk in _chunks(files, options.batch_size):
-            reads = list(pool.map(lambda rf: _read(rf[0], rf[1], known[str(rf[0])], size, options), chunk))
+            reads = list(pool.map(lambda rf: _read(rf[0], rf[1], known[str(rf[0])], sizes, options), chunk))
             to_encode = [r for r in reads if r.item is not None]
-            codes = encode_images(model, np.stack([r.image for r in to_encode])) if to_encode else []
-            for r, code in zip(to_encode, codes, strict=True):
-                item = dataclasses.replace(r.item, code=code.tobytes())
+            for r, codes in zip(to_encode, _encode(encoders, to_encode), strict=True):
+                item = dataclasses.replace(r.item, code=codes[0], copy_code=codes[1] if len(codes) > 1 else None)
                 if r.existing_id is None:
                     new.append(item)
                 else:
@@ -145,6 +168,15 @@ def encode_files(catalog: Catalog, model: HashingModel, files: list[tuple[Path, 
     bar.close()
     report.added, report.updated = len(new), len(changed)
     return new, changed
+
+
+def _encode(encoders: Encoders, reads: list[_Read]) -> list[tuple[bytes, ...]]:
+    """Each read's packed codes as bytes, one per model of ``encoders``."""
+    if not reads:
+        return []
+    models = [m for m in (encoders.model, encoders.copy_model) if m is not None]
+    per_model = [encode_images(m, np.stack([r.images[i] for r in reads])) for i, m in enumerate(models)]
+    return [tuple(codes[row].tobytes() for codes in per_model) for row in range(len(reads))]
 
 
 def _finish(report: Report, index_dir: Path, started: float) -> Report:
@@ -167,8 +199,13 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
     meta = {"bits": model.config.code_bits, "checkpoint_sha256": sidecar["weights_sha256"],
             "checkpoint_path": str(checkpoint.resolve()), "model": model.config.to_dict(),
             "index_type": options.index_type, "dedup_distance": dedup_distance(sidecar)}
+    encoders = Encoders(model)
+    if options.copy_codes and not is_copy_model(sidecar):
+        copy_model, copy_sidecar = load_checkpoint(copy_checkpoint(), options.device)
+        encoders = Encoders(model, copy_model)
+        meta["copy_model"] = copy_model_record(copy_model, copy_sidecar, copy_checkpoint())
     report.total = write_index(Path(out), meta, lambda catalog: encode_files(
-        catalog, model, files, options, report)[0])
+        catalog, encoders, files, options, report)[0])
     return _finish(report, Path(out), started)
 
 
@@ -201,6 +238,9 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
         first = stores[0].meta
         for store in stores[1:]:
             store.check_checkpoint(first["checkpoint_sha256"], first["checkpoint_path"])
+            if store.copies.checkpoint_sha256 != stores[0].copies.checkpoint_sha256:
+                raise CheckpointMismatchError(f"{store.dir} keeps other copy codes than {stores[0].dir}: build the "
+                                              "shards with the same --copy-codes setting and nac-hash version")
         items = [item for store in stores for item in store.catalog.records()]
         seen: set[tuple[str, str]] = set()
         for item in items:
@@ -210,6 +250,8 @@ def merge(shards: Sequence[str | Path], out: str | Path, index_type: str | None 
         meta = {k: first[k] for k in ("bits", "checkpoint_sha256", "checkpoint_path", "model")}
         meta["index_type"] = index_type or first["index_type"]
         meta["dedup_distance"] = dedup_distance(first)
+        if "copy_model" in first:
+            meta["copy_model"] = first["copy_model"]
         check_index_type(meta["index_type"], meta["bits"])
         total = write_index(Path(out), meta, lambda catalog: items)
     finally:
@@ -225,10 +267,11 @@ def add(folders: Sequence[str | Path], index_dir: str | Path, options: IndexOpti
     store = IndexStore(index_dir)
     try:
         model, model_sha256 = store.load_model(options.checkpoint, options.device)
+        encoders = Encoders(model, store.load_copy_model(options.device))
         files = find_files(folders)
         report = Report()
         with store.writer(model_sha256) as writer:
-            new, changed = encode_files(writer.catalog, model, files, options, report)
+            new, changed = encode_files(writer.catalog, encoders, files, options, report)
             writer.add(new)
             writer.update(changed)
         report.total = writer.index.ntotal
@@ -281,7 +324,7 @@ def rebuild(index_dir: str | Path, index_type: str | None = None) -> Report:
 
 
 def info(index_dir: str | Path) -> dict:
-    """What an index holds: item count, code length, index type, checkpoint, roots and file sizes."""
+    """What an index holds: item count, code length, index type, checkpoints, roots and file sizes."""
     store = IndexStore(index_dir)
     try:
         meta = store.meta
@@ -293,6 +336,8 @@ def info(index_dir: str | Path) -> dict:
             "created": meta["created"], "state": meta["state"],
             "catalog_bytes": store.catalog.path.stat().st_size,
             "backend": backend_of(meta), "state_file": state_file.name,
+            "copy_codes": store.copies.stored, "copy_checkpoint": store.copies.checkpoint_path,
+            "dedup_distance": store.dedup_distance,
             "state_file_bytes": state_file.stat().st_size if state_file.is_file() else None,
         }
     finally:

@@ -14,6 +14,10 @@ FAISS's scan order decides its cut.
 
 Metadata comes from an in-memory :class:`ItemTable`, and a query's :class:`Hits` are columns: a :class:`Hit`
 object is made only for a hit that is read.
+
+Copies are found by the index's copy codes (:class:`nac_hash.index_data.store.CopyCodes`): where the catalog
+keeps them, a flat Hamming index over them is built in memory at the first duplicates query of each state (a
+copy model's distance lies beyond what a multi-hash index finds exactly, so it is a scan anyway).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from nac_hash.errors import NacHashError
 from nac_hash.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from nac_hash.index_data.backends import CodeIndex
 from nac_hash.index_data.catalog import Item
-from nac_hash.index_data.index import set_threads
+from nac_hash.index_data.index import HammingIndex, set_threads
 from nac_hash.index_data.item_table import ItemTable
 from nac_hash.index_data.search_params import SearchParams
 from nac_hash.index_data.store import CheckpointMismatchError, IndexStore
@@ -139,6 +143,8 @@ class Searcher:
                  ids: np.ndarray | None = None) -> None:
         self.store = store
         self.model, self.model_sha256 = model or (None, None)
+        self.copy_model = store.load_copy_model(next(self.model.parameters()).device) if self.model else None
+        self._copy_index: tuple[str, HammingIndex] | None = None  # (state, index of the stored copy codes)
         self.table = ItemTable.empty().synced(store.catalog, ids)
         self.index = index
         self.state = state
@@ -194,16 +200,20 @@ class Searcher:
             return True
 
     def _follow_model(self, store: IndexStore) -> None:
-        """Load the model ``store``'s index was built with, if it is not the one loaded; else mark it unusable."""
+        """Load the models ``store``'s index was built with (the copy model too), if they are not the ones loaded;
+        else mark it unusable."""
         built_with = store.meta["checkpoint_sha256"]
-        if self.model is None or built_with == self.model_sha256:
+        if self.model is None:
             self.unusable = None
             return
+        device = next(self.model.parameters()).device
         try:
-            self.model, self.model_sha256 = store.load_model(device=next(self.model.parameters()).device)
+            if built_with != self.model_sha256:
+                self.model, self.model_sha256 = store.load_model(device=device)
+                logger.warning("%s was rebuilt with another model; now encoding queries with %s", store.dir,
+                               store.meta["checkpoint_path"])
+            self.copy_model = store.load_copy_model(device)
             self.unusable = None
-            logger.warning("%s was rebuilt with another model; now encoding queries with %s", store.dir,
-                           store.meta["checkpoint_path"])
         except (CheckpointMismatchError, CheckpointError) as e:
             self.unusable = f"the index was rebuilt with a model that cannot be loaded here: {e}"
             logger.error("%s", self.unusable)
@@ -224,9 +234,14 @@ class Searcher:
         self.index, self.state = index, state
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_decoded_bytes: int | None = None) -> np.ndarray:
-        """Encoded image bytes -> the model's (S, S, 3) uint8 input (raises InvalidImageError)."""
-        return decode_image(data, self._model().config.image_size, max_pixels, max_bytes, max_decoded_bytes)
+               max_decoded_bytes: int | None = None, copy: bool = False) -> np.ndarray:
+        """Encoded image bytes -> the model's (``copy``: the copy model's) (S, S, 3) uint8 input (raises
+        InvalidImageError)."""
+        return decode_image(data, self.input_size(copy), max_pixels, max_bytes, max_decoded_bytes)
+
+    def input_size(self, copy: bool = False) -> int:
+        """The side in pixels of the model's (``copy``: the copy model's) input."""
+        return ((copy and self.copy_model) or self._model()).config.image_size
 
     def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits / 8) packed codes."""
@@ -251,6 +266,34 @@ class Searcher:
     def code_of(self, item_id: int) -> bytes | None:
         """The packed code stored for an item, None if there is none."""
         return self.store.catalog.code(item_id)
+
+    def copy_code_of(self, item_id: int) -> bytes | None:
+        """The code an item's copies are found by (its copy code, where the index keeps them)."""
+        return self.store.catalog.code(item_id, copy=self.store.copies.stored)
+
+    def copy_query(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Images decoded for the copy model (:meth:`decode` with ``copy``) -> the packed codes
+        :meth:`duplicates` takes."""
+        self.check_usable()
+        model = self.copy_model or self._model()
+        return pack_codes(code_logits(model, np.asarray(images, dtype=np.uint8)))
+
+    def duplicates(self, codes: np.ndarray, radius: int) -> list[Hits]:
+        """Every item whose copy code lies within ``radius`` of each query's (:meth:`copy_query`), nearest first."""
+        self.check_usable()
+        if not self.store.copies.stored:
+            return self.radius_search(codes, radius)
+        index, table = self._copies(), self.table
+        return [Hits(*self._ordered(d, i, None), table) for d, i in index.range_search(codes, radius)]
+
+    def _copies(self) -> HammingIndex:
+        """The flat index of the stored copy codes, for the state the searcher serves."""
+        state, cached = self.state, self._copy_index
+        if cached is None or cached[0] != state:
+            ids, codes = self.store.catalog.codes(copy=True)
+            cached = state, HammingIndex.build(codes, ids, "flat", self.store.copies.bits)
+            self._copy_index = cached
+        return cached[1]
 
     def embed(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 images -> (N, bits) real-valued pre-activations; their signs are the codes."""

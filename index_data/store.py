@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,6 +71,46 @@ class IndexDirError(NacHashError):
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint given does not produce the codes stored in the index."""
+
+
+@dataclass(frozen=True)
+class CopyCodes:
+    """The codes an index finds copies by (nac-hash dedup, the service's duplicates routes).
+
+    A retrieval model ranks similar images; a copy model (one that records its dedup distance, such as the
+    packaged ``copies``) finds edited copies of one image far better. An index built with a retrieval model
+    therefore keeps, in each catalog row, the copy model's code too (``stored``), and finds copies by those;
+    an index built with a copy model, or without copy codes (``index build --no-copy-codes``, or an index
+    written before them), finds copies by its own codes.
+
+    Attributes:
+        stored: the codes are the catalog's copy codes, not the index's own.
+        bits: their length.
+        distance: the Hamming distance within which their model calls two images copies.
+        checkpoint_sha256: their model's weights.
+        checkpoint_path: where their model was when the index was built.
+    """
+
+    stored: bool
+    bits: int
+    distance: int
+    checkpoint_sha256: str
+    checkpoint_path: str
+
+    @classmethod
+    def of(cls, meta: dict) -> CopyCodes:
+        """What an index's meta records: its ``copy_model`` (written by :func:`copy_model_record`), else its own
+        model's codes."""
+        if "copy_model" in meta:
+            return cls(stored=True, **meta["copy_model"])
+        return cls(False, meta["bits"], config.dedup_distance(meta), meta["checkpoint_sha256"],
+                   meta["checkpoint_path"])
+
+
+def copy_model_record(model: HashingModel, sidecar: dict, path: Path) -> dict:
+    """The ``copy_model`` entry of an index's meta for copy codes made by ``model`` (see CopyCodes)."""
+    return {"bits": model.config.code_bits, "distance": config.dedup_distance(sidecar),
+            "checkpoint_sha256": sidecar["weights_sha256"], "checkpoint_path": str(path.resolve())}
 
 
 def backend_of(meta: dict) -> str:
@@ -145,9 +186,14 @@ class IndexStore:
         return self.meta["bits"]
 
     @property
+    def copies(self) -> CopyCodes:
+        """The codes this index finds copies by."""
+        return CopyCodes.of(self.meta)
+
+    @property
     def dedup_distance(self) -> int:
-        """The distance within which this index's model calls two images copies (index_data.config)."""
-        return config.dedup_distance(self.meta)
+        """The distance within which the model of this index's copy codes calls two images copies."""
+        return self.copies.distance
 
     @property
     def state(self) -> str:
@@ -173,15 +219,21 @@ class IndexStore:
             sha256 = read_sidecar(checkpoint)["weights_sha256"]
             self.check_checkpoint(sha256, str(checkpoint))
             return load_checkpoint(checkpoint, device)[0], sha256
-        for candidate in (Path(self.meta["checkpoint_path"]), *map(packaged_checkpoint, PACKAGED_MODELS)):
-            try:
-                if read_sidecar(candidate)["weights_sha256"] == self.meta["checkpoint_sha256"]:
-                    return load_checkpoint(candidate, device)[0], self.meta["checkpoint_sha256"]
-            except CheckpointError:
-                continue
-        raise CheckpointMismatchError(
-            f"the checkpoint {self.dir} was built with ({self.meta['checkpoint_path']}) is not there any more; "
-            "pass it with --checkpoint")
+        model = _find_model(self.meta["checkpoint_sha256"], self.meta["checkpoint_path"], device,
+                            f"the checkpoint {self.dir} was built with", "pass it with --checkpoint")
+        return model, self.meta["checkpoint_sha256"]
+
+    def load_copy_model(self, device: str | torch.device = "cpu") -> HashingModel | None:
+        """The model of this index's copy codes, or None where it finds copies by its own codes (see CopyCodes).
+
+        Raises:
+            CheckpointMismatchError: that model is neither where it was nor a packaged model.
+        """
+        copies = self.copies
+        if not copies.stored:
+            return None
+        return _find_model(copies.checkpoint_sha256, copies.checkpoint_path, device,
+                           f"the copy model of {self.dir}", "put it back, or rebuild the index")
 
     def load_index(self, mmap: bool = False,
                    params: SearchParams | None = None) -> tuple[CodeIndex, str, np.ndarray | None]:
@@ -240,6 +292,17 @@ class IndexStore:
         return index_writer(self.dir, current, timeout_s)
 
 
+def _find_model(sha256: str, path: str, device: str | torch.device, what: str, fix: str) -> HashingModel:
+    """The model whose weights have ``sha256``: the file at ``path`` or a packaged model."""
+    for candidate in (Path(path), *map(packaged_checkpoint, PACKAGED_MODELS)):
+        try:
+            if read_sidecar(candidate)["weights_sha256"] == sha256:
+                return load_checkpoint(candidate, device)[0]
+        except CheckpointError:
+            continue
+    raise CheckpointMismatchError(f"{what} ({path}) is not there any more; {fix}")
+
+
 class IndexWriter:
     """Changes to one index directory, staged under its write lock and committed together: the catalog's rows
     and the index of the new state in one SQLite transaction (see the module docstring).
@@ -263,11 +326,20 @@ class IndexWriter:
         return self.store.catalog
 
     def add(self, items: Sequence[NewItem]) -> None:
+        self._check_copy_codes(items)
         self._new += items
 
     def update(self, changed: Sequence[tuple[int, NewItem]]) -> None:
         """Replace the rows of these ids (files whose content changed)."""
+        self._check_copy_codes([item for _, item in changed])
         self._changed += changed
+
+    def _check_copy_codes(self, items: Sequence[NewItem]) -> None:
+        """Items carry copy codes exactly where the index keeps them, so that every row can find copies."""
+        stored = self.store.copies.stored
+        if any((item.copy_code is not None) != stored for item in items):
+            raise ValueError(f"{self.store.dir} {'keeps' if stored else 'keeps no'} copy codes; these items "
+                             f"{'lack them' if stored else 'carry them'}")
 
     def remove(self, ids: Iterable[int]) -> None:
         self._removed |= {int(i) for i in ids}

@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def openapi() -> dict:
         """The schema, with codes as long as the served index's once it is open."""
         service = app.state.service
-        return code_schema(generate(), service.bits) if service is not None else generate()
+        return code_schema(generate(), service.bits, service.copy_bits) if service is not None else generate()
 
     app.openapi = openapi
     return app

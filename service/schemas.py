@@ -10,8 +10,8 @@ from nac_hash.index_data.search import Hit
 # The API's limits, in one place: the schema states them, the server enforces them (Settings.max_k may lower MAX_K).
 MAX_K = 1000  # the most neighbours one search may ask for
 MAX_BATCH_QUERIES = 256  # the most queries of one /search/batch
-# The largest duplicates radius: a quarter of the longest code (a copy model's 256 bits); a shorter code's quarter
-# is the limit for its index (SearchService.check_duplicate_distance). Copies sit far closer than that.
+# The largest duplicates radius: a quarter of the longest code (256 bits); a quarter of the served index's copy
+# codes is the limit for it (SearchService.duplicate_distance). Copies sit far closer than that.
 MAX_DUPLICATE_DISTANCE = 64
 
 
@@ -38,9 +38,9 @@ class Query(BaseModel):
         return self
 
 
-def code_schema(openapi: dict, bits: int) -> dict:
+def code_schema(openapi: dict, bits: int, copy_bits: int) -> dict:
     """``openapi`` made exact for the served index: every code field's pattern its length (bits / 4 hex digits),
-    and the duplicates radius at most a quarter of its bits."""
+    and the duplicates radius at most a quarter of its copy codes' bits."""
     pattern = f"^[0-9a-fA-F]{{{bits // 4}}}$"
 
     def visit(node: object) -> None:
@@ -48,7 +48,7 @@ def code_schema(openapi: dict, bits: int) -> dict:
             if node.get("pattern") == HEX_CODE:
                 node["pattern"] = pattern
             if node.get("maximum") == MAX_DUPLICATE_DISTANCE:
-                node["maximum"] = bits // 4
+                node["maximum"] = copy_bits // 4
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):

@@ -71,12 +71,13 @@ class SearchService:
         """Catch the searcher up with what other processes committed (a catalog read; a reload when it changed)."""
         self.searcher.refresh()
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """Image bytes -> the model's input; at most ``decode_slots`` at once, so that the memory of decoding
-        is bounded by the slots times ``max_decoded_bytes``, however many requests arrive together."""
+    def decode(self, data: bytes, copy: bool = False) -> np.ndarray:
+        """Image bytes -> the model's (``copy``: the copy model's) input; at most ``decode_slots`` at once, so that
+        the memory of decoding is bounded by the slots times ``max_decoded_bytes``, however many requests arrive
+        together."""
         with self._decoding:
             return self.searcher.decode(data, self.settings.max_pixels, self.settings.max_upload_bytes,
-                                        self.settings.max_decoded_bytes)
+                                        self.settings.max_decoded_bytes, copy)
 
     def _check_writable(self) -> None:
         if self.settings.mmap:
@@ -157,20 +158,37 @@ class SearchService:
             raise InvalidQueryError(f"k must be at most {self.settings.max_k}")
         return self.searcher.search(codes, k, max_distance, logits)
 
+    @property
+    def copy_bits(self) -> int:
+        """The length of the codes copies are found by (IndexStore.copies)."""
+        return self.searcher.store.copies.bits
+
     def duplicate_distance(self, max_distance: int | None) -> int:
-        """``max_distance``, checked against a quarter of the code's bits, or, for None, the distance the index's
+        """``max_distance``, checked against a quarter of the copy codes' bits, or, for None, the distance their
         model records for copies (IndexStore.dedup_distance)."""
         if max_distance is None:
             return self.searcher.dedup_distance
-        if max_distance > self.bits // 4:
-            raise InvalidQueryError(f"max_distance must be at most {self.bits // 4} for {self.bits}-bit codes")
+        if max_distance > self.copy_bits // 4:
+            raise InvalidQueryError(f"max_distance must be at most {self.copy_bits // 4} for the index's "
+                                    f"{self.copy_bits}-bit copy codes")
         return max_distance
 
-    def duplicates(self, codes: np.ndarray, logits: np.ndarray, max_distance: int,
-                   exclude: int | None = None) -> list[Hit]:
-        """Items within ``max_distance`` of one query, nearest first, without the item ``exclude``."""
-        hits = self.searcher.radius_search(codes, max_distance, logits)[0]
+    def copy_query(self, data: bytes) -> np.ndarray:
+        """One uploaded image -> its (1, copy bits / 8) packed copy code."""
+        return self.searcher.copy_query([self.decode(data, copy=True)])
+
+    def duplicates(self, code: np.ndarray, max_distance: int, exclude: int | None = None) -> list[Hit]:
+        """Items whose copy codes lie within ``max_distance`` of one query's, nearest first, without the item
+        ``exclude``."""
+        hits = self.searcher.duplicates(code, max_distance)[0]
         return [h for h in hits if h.id != exclude]
+
+    def item_duplicates(self, item_id: int, max_distance: int) -> list[Hit]:
+        """Other items within ``max_distance`` of an item, by their copy codes."""
+        code = self.searcher.copy_code_of(item_id)
+        if code is None:
+            raise ItemNotFoundError(f"no item with id {item_id}")
+        return self.duplicates(np.frombuffer(code, np.uint8).reshape(1, -1), max_distance, exclude=item_id)
 
     def item(self, item_id: int) -> tuple[Item, bytes]:
         """An item and its packed code."""
@@ -203,24 +221,34 @@ class SearchService:
         """
         self._check_writable()
         encoded_with = self.searcher.model_sha256
-        codes, _ = self.query(data)
-        code = codes[0]
+        code, copy_code = self._codes(data)
         digest = hashlib.sha256(data).hexdigest()
         uploads = self.settings.uploads.resolve()
         path = uploads / f"{digest[:24]}{image_extension(data)}"
         with self._writing() as writer:
             if self.searcher.model_sha256 != encoded_with:  # a rebuild with another model, caught up with above
-                code = self.searcher.query([self.decode(data)])[0][0]
+                code, copy_code = self._codes(data)
             writer.store.check_checkpoint(self.searcher.model_sha256, "the service's model")
             known = writer.catalog.ids_for_files([path])
             if path not in known:
                 with atomic_path(path) as tmp:
                     tmp.write_bytes(data)
                 writer.add([NewItem(str(uploads), path.name, len(data), path.stat().st_mtime_ns, digest, None,
-                                    code.tobytes())])
+                                    code, copy_code)])
                 self._commit(writer)
                 known = {path: writer.added_ids[0]}
         return self.searcher.items([known[path]])[known[path]]
+
+    def _codes(self, data: bytes) -> tuple[bytes, bytes | None]:
+        """An image's packed code, and its copy code where the index keeps them (decoded once where both models
+        take the same size)."""
+        pixels = self.decode(data)
+        code = pack_codes(self.embed(pixels))[0].tobytes()
+        if not self.searcher.store.copies.stored:
+            return code, None
+        if self.searcher.input_size(copy=True) != len(pixels):
+            pixels = self.decode(data, copy=True)
+        return code, self.searcher.copy_query([pixels])[0].tobytes()
 
     def delete(self, item_id: int) -> Item:
         """Remove an item; an uploaded image's file goes with it, under the same lock."""

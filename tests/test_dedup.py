@@ -81,17 +81,52 @@ def test_close_pairs_are_exactly_the_brute_force_pairs():
     assert sorted(len(g) for g in group_rows(300, *close_pairs(codes, 3, progress=False))) == [2, 11]
 
 
-def test_a_folder_is_deduplicated_with_the_copy_model_at_its_own_distance(tmp_path, capsys):
+def write_mirrored(root: Path) -> set[frozenset[str]]:
+    """Ten smooth images, five of them with a mirrored copy (it changes the retrieval model's codes and every
+    ImageHash hash); returns the pairs."""
     from helpers import write_smooth_images
 
+    write_smooth_images(root, 10)
+    for i in range(0, 10, 2):
+        ImageOps.mirror(Image.open(root / f"{i:04d}.png")).save(root / f"{i:04d}-mirror.png")
+    return {frozenset({f"{i:04d}.png", f"{i:04d}-mirror.png"}) for i in range(0, 10, 2)}
+
+
+def found_groups(report: Path) -> set[frozenset[str]]:
+    groups = json.loads((report / "groups.json").read_text())["groups"]
+    return {frozenset(Path(m["path"]).name for m in g) for g in groups}
+
+
+def test_a_folder_is_deduplicated_with_the_copy_model_at_its_own_distance(tmp_path, capsys):
     from nac_hash.checkpoint import copy_checkpoint, read_sidecar
 
-    root = write_smooth_images(tmp_path / "photos", 10)
-    for i in range(0, 10, 2):  # mirrored copies: the retrieval model's codes and every ImageHash hash change
-        ImageOps.mirror(Image.open(root / f"{i:04d}.png")).save(root / f"{i:04d}-mirror.png")
-    assert main(["dedup", str(root), "--out", str(tmp_path / "report")]) == 0
+    pairs = write_mirrored(tmp_path / "photos")
+    assert main(["dedup", str(tmp_path / "photos"), "--out", str(tmp_path / "report")]) == 0
     distance = read_sidecar(copy_checkpoint())["dedup_distance"]
     assert f"within distance {distance}" in capsys.readouterr().out
-    groups = json.loads((tmp_path / "report" / "groups.json").read_text())["groups"]
-    found = {frozenset(Path(m["path"]).name for m in g) for g in groups}
-    assert found == {frozenset({f"{i:04d}.png", f"{i:04d}-mirror.png"}) for i in range(0, 10, 2)}
+    assert found_groups(tmp_path / "report") == pairs
+
+
+def test_an_index_of_the_retrieval_model_is_deduplicated_by_its_copy_codes(tmp_path, capsys):
+    from nac_hash.checkpoint import copy_checkpoint, read_sidecar
+
+    pairs = write_mirrored(tmp_path / "photos")
+    half = tmp_path / "half"  # added later: copy codes come with every add, not only with the build
+    half.mkdir()
+    for name in ("0006.png", "0006-mirror.png", "0008.png", "0008-mirror.png"):
+        (tmp_path / "photos" / name).rename(half / name)
+    assert main(["index", "build", str(tmp_path / "photos"), "--out", str(tmp_path / "photos.idx")]) == 0
+    assert main(["index", "add", str(tmp_path / "photos.idx"), str(half)]) == 0
+    capsys.readouterr()
+    assert main(["index", "info", str(tmp_path / "photos.idx")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["copy_codes"] and info["dedup_distance"] == read_sidecar(copy_checkpoint())["dedup_distance"]
+    assert main(["dedup", str(tmp_path / "photos.idx"), "--out", str(tmp_path / "report")]) == 0
+    assert found_groups(tmp_path / "report") == pairs
+
+    # Without copy codes, the retrieval model's own codes at its distance miss mirrored copies.
+    assert main(["index", "build", str(tmp_path / "photos"), str(half), "--no-copy-codes",
+                 "--out", str(tmp_path / "own.idx")]) == 0
+    assert main(["dedup", str(tmp_path / "own.idx"), "--out", str(tmp_path / "own")]) == 0
+    assert "within distance 4" in capsys.readouterr().out
+    assert found_groups(tmp_path / "own") != pairs

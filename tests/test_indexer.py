@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,11 +20,11 @@ from helpers import REPO, check_exact_knn, write_class_folders
 from PIL import Image
 
 from nac_hash.index_data.catalog import ItemNotFoundError
-from nac_hash.index_data.config import IndexOptions
+from nac_hash.index_data.config import DEFAULT_DEDUP_DISTANCE, IndexOptions
 from nac_hash.index_data.index import IndexTypeError
 from nac_hash.index_data.indexer import add, build, info, merge, rebuild, remove
 from nac_hash.index_data.search import Searcher
-from nac_hash.index_data.store import IndexBusyError, IndexDirError, IndexStore
+from nac_hash.index_data.store import CheckpointMismatchError, IndexBusyError, IndexDirError, IndexStore
 
 OPTIONS = IndexOptions(progress=False, batch_size=64, workers=4)
 BAD_FILES = {"corrupt.jpg": "corrupt header", "truncated.jpg": "truncated", "empty.png": "empty file",
@@ -58,10 +59,10 @@ def add_bad_files(folder: Path) -> None:
     (folder / os.fsdecode(b"bad\xff.png")).write_bytes(good)
 
 
-def all_codes(index_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def all_codes(index_dir: Path, copy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     store = IndexStore(index_dir)
     try:
-        return store.catalog.codes()
+        return store.catalog.codes(copy=copy)
     finally:
         store.close()
 
@@ -287,12 +288,14 @@ def test_sharded_builds_merge_into_the_same_index(cifar_sample, tmp_path):
     assert report.total == 300 and info(tmp_path / "merged")["index_type"] == "ivf"
     rebuild(tmp_path / "merged", "flat")
     by_path = {item.path: item for item in items_by_path(whole).values()}
-    merged_ids, merged_codes = all_codes(tmp_path / "merged")
     merged = items_by_path(tmp_path / "merged")
-    whole_ids, whole_codes = all_codes(whole)
-    code_of = dict(zip(whole_ids.tolist(), whole_codes, strict=True))
-    for path, item in merged.items():  # the same files with the same codes, under new ids
-        np.testing.assert_array_equal(merged_codes[np.searchsorted(merged_ids, item.id)], code_of[by_path[path].id])
+    for copy in (False, True):  # the same files with the same codes and copy codes, under new ids
+        merged_ids, merged_codes = all_codes(tmp_path / "merged", copy)
+        whole_ids, whole_codes = all_codes(whole, copy)
+        code_of = dict(zip(whole_ids.tolist(), whole_codes, strict=True))
+        for path, item in merged.items():
+            np.testing.assert_array_equal(merged_codes[np.searchsorted(merged_ids, item.id)],
+                                          code_of[by_path[path].id])
     a, b = search_all(whole, 10), search_all(tmp_path / "merged", 10)
     assert sorted(sorted(d for _, d, _ in row) for row in a) == sorted(sorted(d for _, d, _ in row) for row in b)
 
@@ -304,6 +307,37 @@ def test_merge_refuses_overlapping_shards_and_bad_shard_specs(class_folders, tmp
         merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
     with pytest.raises(ValueError, match="i/n"):
         build([class_folders], tmp_path / "c", dataclasses.replace(OPTIONS, shard="3/3"))
+    build([class_folders], tmp_path / "own", dataclasses.replace(OPTIONS, shard="0/2", copy_codes=False))
+    build([class_folders], tmp_path / "copies", dataclasses.replace(OPTIONS, shard="1/2"))
+    with pytest.raises(CheckpointMismatchError, match="other copy codes"):
+        merge([tmp_path / "own", tmp_path / "copies"], tmp_path / "merged")
+
+
+def test_every_row_holds_a_copy_code_where_the_index_keeps_them(index, class_folders):
+    store = IndexStore(index)
+    try:
+        ids, codes = store.catalog.codes(copy=True)
+        assert len(ids) == store.catalog.count() and codes.shape[1] * 8 == store.copies.bits > store.bits
+        item = store.catalog.records()[0]
+        with pytest.raises(ValueError, match="lack them"), store.writer() as writer:
+            writer.add([dataclasses.replace(item, path="new.png", copy_code=None)])
+        assert store.catalog.count() == len(ids)  # nothing was written
+    finally:
+        store.close()
+
+
+def test_an_index_written_before_copy_codes_still_adds_and_finds_copies_by_its_own_codes(class_folders, tmp_path):
+    build([class_folders / "class0"], tmp_path / "old", dataclasses.replace(OPTIONS, copy_codes=False))
+    with sqlite3.connect(tmp_path / "old" / "catalog.sqlite") as db:
+        db.execute("ALTER TABLE items DROP COLUMN copy_code")  # the schema before copy codes
+    report = add([class_folders / "class1", class_folders / "class2"], tmp_path / "old", OPTIONS)
+    assert report.added == 24 and report.total == 36
+    store = IndexStore(tmp_path / "old")
+    try:
+        assert not store.catalog.has_copy_column and not store.copies.stored
+        assert store.copies.bits == store.bits and store.dedup_distance == DEFAULT_DEDUP_DISTANCE
+    finally:
+        store.close()
 
 
 def test_a_writer_commits_at_the_end_of_its_block_or_not_at_all(index):

@@ -45,6 +45,21 @@ def test_top_k_with_max_distance_and_radius_agree_with_brute_force(index):
         assert [(h.file, h.label) for h in hits] == [(records[h.id].file, records[h.id].label) for h in hits]
 
 
+def test_duplicates_are_every_item_within_the_radius_by_copy_codes_and_follow_writes(index, class_folders):
+    searcher = Searcher.open(index)
+    ids, codes = searcher.store.catalog.codes(copy=True)
+    images = np.stack([read_image(class_folders / "class1" / f"{i:04d}.png", 32) for i in range(3)])
+    np.testing.assert_array_equal(searcher.copy_query(images), codes[12:15])  # the indexer's copy codes
+    reference = hamming_distance(codes[:5], codes)
+    limit = searcher.dedup_distance
+    for row, hits in zip(reference, searcher.duplicates(codes[:5], limit), strict=True):
+        assert sorted(h.id for h in hits) == sorted(ids[row <= limit].tolist())
+        assert [h.distance for h in hits] == sorted(row[row <= limit].tolist())
+    remove(index, ids=[int(ids[0])])
+    assert searcher.refresh()
+    assert int(ids[0]) not in {h.id for h in searcher.duplicates(codes[:1], limit)[0]}
+
+
 def test_hits_carry_the_metadata_of_items_added_and_removed_after_opening(index, class_folders, tmp_path):
     searcher = Searcher.open(index, with_model=False)
     extra = tmp_path / "extra" / "dogs"

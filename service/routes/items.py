@@ -62,11 +62,11 @@ def delete_item(item_id: ItemId, service: Service) -> ItemOut:
 def item_duplicates(item_id: ItemId, service: Service,
                     max_distance: Annotated[int | None, Query(ge=0, le=MAX_DUPLICATE_DISTANCE)] = None,
                     ) -> DuplicatesResponse:
-    """Other items whose codes lie within `max_distance` of this item's: its likely copies. By default, the
-    distance the index's model records for copies; at most a quarter of the code's bits."""
+    """Other items whose copy codes lie within `max_distance` of this item's: its likely copies. An index built
+    with a retrieval model keeps each item's code from the packaged copy model too, and finds copies by those.
+    By default, the distance that model records for copies; at most a quarter of its bits."""
     max_distance = service.duplicate_distance(max_distance)
-    _, code = service.item(item_id)
-    hits = service.duplicates(*service.searcher.query_codes([code.hex()]), max_distance, exclude=item_id)
+    hits = service.item_duplicates(item_id, max_distance)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])
 
 
@@ -75,8 +75,8 @@ def upload_duplicates(service: Service, image: Annotated[UploadFile, File()],
                       # int, not int | None: a multipart field has no null, so the schema must not offer one
                       max_distance: Annotated[int, Form(ge=0, le=MAX_DUPLICATE_DISTANCE)] = None,  # noqa: RUF013
                       ) -> DuplicatesResponse:
-    """Items whose codes lie within `max_distance` of an uploaded image's: is it already indexed, as a copy? By
-    default, the distance the index's model records for copies; at most a quarter of the code's bits."""
+    """Items whose copy codes lie within `max_distance` of an uploaded image's: is it already indexed, as a copy?
+    By default, the distance the copy codes' model records for copies; at most a quarter of their bits."""
     max_distance = service.duplicate_distance(max_distance)
-    hits = service.duplicates(*service.query(read_upload(image, service.settings.max_upload_bytes)), max_distance)
+    hits = service.duplicates(service.copy_query(read_upload(image, service.settings.max_upload_bytes)), max_distance)
     return DuplicatesResponse(max_distance=max_distance, hits=[HitOut.of(h) for h in hits])

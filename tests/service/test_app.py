@@ -199,10 +199,34 @@ def test_duplicates_of_an_item_and_of_an_upload(client, class_folders):
     assert item_id not in {h["id"] for h in wide["hits"]} and wide["max_distance"] == 12
     assert all(h["distance"] <= 12 for h in wide["hits"])
     assert {h["id"] for h in hits} - {item_id} <= {h["id"] for h in wide["hits"]}
+    # The index of the retrieval model finds copies by its copy codes: the copy model's 224 bits and distance.
+    sidecar = read_sidecar(copy_checkpoint())
+    copy_bits = sidecar["model"]["bits"] + sidecar["model"]["perceptual_bits"]
     assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": 99}).status_code == 422
-    assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": 40}).status_code == 422  # > 128 / 4
-    assert client.get(f"/items/{item_id}/duplicates").json()["max_distance"] == DEFAULT_DEDUP_DISTANCE
-    assert "/items/{item_id}/duplicates" in client.get("/openapi.json").json()["paths"]
+    assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": copy_bits // 4 + 1}).status_code == 422
+    assert client.get(f"/items/{item_id}/duplicates", params={"max_distance": copy_bits // 4}).status_code == 200
+    assert client.get(f"/items/{item_id}/duplicates").json()["max_distance"] == sidecar["dedup_distance"]
+    schema = client.get("/openapi.json").json()["paths"]["/items/{item_id}/duplicates"]["get"]["parameters"]
+    assert [p["schema"]["anyOf"][0]["maximum"] for p in schema if p["name"] == "max_distance"] == [copy_bits // 4]
+
+
+def test_an_index_of_the_retrieval_model_answers_duplicates_with_the_copy_model(client, class_folders):
+    """A mirrored copy changes the retrieval model's code, not the copy model's: it is found at the default
+    distance, as an upload and, once added, as an item; the index's own codes do not find it."""
+    original = Image.open(class_folders / "class0" / "0005.png")
+    buffer = io.BytesIO()
+    original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((96, 96)).save(buffer, format="JPEG", quality=80)
+    mirrored = buffer.getvalue()
+    found = client.post("/duplicates", files={"image": ("m.jpg", mirrored, "image/jpeg")}).json()
+    assert "class0/0005.png" in {h["path"] for h in found["hits"]}
+    own_code = client.post("/search", files={"image": ("m.jpg", mirrored, "image/jpeg")}).json()["query_code"]
+    original_id = next(h["id"] for h in found["hits"] if h["path"] == "class0/0005.png")
+    stored = client.get(f"/items/{original_id}").json()["code"]
+    assert (int(own_code, 16) ^ int(stored, 16)).bit_count() > DEFAULT_DEDUP_DISTANCE
+    added = client.post("/items", files={"image": ("m.jpg", mirrored, "image/jpeg")})
+    assert added.status_code == 201, added.text
+    copies = client.get(f"/items/{added.json()['id']}/duplicates").json()["hits"]
+    assert "class0/0005.png" in {h["path"] for h in copies}
 
 
 def test_an_index_of_the_copy_model_answers_duplicates_at_its_distance(class_folders, tmp_path):
