@@ -10,6 +10,8 @@
 ('cats/0.png', 0)
 >>> [len(group) for group in index.duplicates(max_distance=0)]  # the folder holds one exact copy
 [2]
+>>> sorted(hit.path for hit in index.copies_of(photos / "cats" / "0.png")[0])  # the indexed copies of an image
+['cats/0.png', 'class1/copy.png']
 
 It wraps the same code as the ``nac-hash index``, ``search`` and ``dedup`` commands: an index written here is
 the command line's and the service's, and every write takes the directory's write lock.
@@ -70,9 +72,19 @@ class Index:
         return indexer.remove(self.dir, ids=[int(i) for i in ids])
 
     def duplicates(self, max_distance: int | None = None) -> list[list[Member]]:
-        """Groups of items within ``max_distance`` bits of each other (None: the distance the index's model
-        records), largest first; the first member of each group is the one to keep (the largest image)."""
+        """Groups of items whose copy codes lie within ``max_distance`` bits of each other (None: the distance
+        their model records), largest first; the first member of each group is the one to keep (the largest
+        image). The copy codes are the packaged copy model's, where the index keeps them (IndexStore.copies)."""
         return duplicates_of(self.dir, max_distance, progress=False)[0]
+
+    def copies_of(self, images: ImageLike | Sequence[ImageLike], max_distance: int | None = None) -> list[Hits]:
+        """The indexed copies of each image (one :class:`Hits` list per image, nearest first): every item whose
+        copy code lies within ``max_distance`` of the image's (None: the distance their model records)."""
+        searcher = self._searcher
+        searcher.refresh()
+        prepared = Model(searcher.copy_model or searcher.model).prepare(images)
+        distance = searcher.dedup_distance if max_distance is None else max_distance
+        return searcher.duplicates(searcher.copy_query(prepared), distance)
 
 
 def open_index(index_dir: str | Path, checkpoint: str | Path | None = None) -> Index:

@@ -15,7 +15,7 @@ from PIL import Image
 
 import nac_hash
 from nac_hash import api
-from nac_hash.checkpoint import CheckpointError
+from nac_hash.checkpoint import CheckpointError, copy_checkpoint, read_sidecar
 from nac_hash.index_data import api as index_api
 from nac_hash.index_data.indexer import ItemNotFoundError
 from nac_hash.index_data.search import Searcher
@@ -92,6 +92,10 @@ def test_add_remove_and_duplicates_change_what_search_finds(photos, tmp_path):
     assert report.added == 1 and len(index) == 7
     (group,) = index.duplicates(max_distance=0)
     assert sorted(Path(m.path).name for m in group) == ["0.png", "copy.png"]
+    mirrored = np.asarray(Image.open(photos / "cats" / "0.png"))[:, ::-1]  # found by the copy codes
+    (copies,) = index.copies_of(mirrored)
+    assert {"0.png", "copy.png"} <= {h.path for h in copies}
+    assert all(h.distance <= read_sidecar(copy_checkpoint())["dedup_distance"] for h in copies)
     copy_id = next(h.id for h in index.search(photos / "cats" / "0.png", k=2)[0] if h.path == "copy.png")
     index.remove([copy_id])
     assert len(index) == 6 and all(h.path != "copy.png" for h in index.search(photos / "cats" / "0.png", k=6)[0])
