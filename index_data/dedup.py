@@ -100,7 +100,8 @@ def duplicates_of(path: str | Path, max_distance: int | None = None, checkpoint:
         if not (path / CATALOG_NAME).is_file():
             index_dir = Path(scratch) / "index"
             model = checkpoint_paths(checkpoint)[0] if checkpoint else copy_checkpoint()
-            build([path], index_dir, IndexOptions(checkpoint=str(model), progress=progress))
+            # The scratch index holds the chosen model's codes only: those are the ones asked for.
+            build([path], index_dir, IndexOptions(checkpoint=str(model), progress=progress, copy_codes=False))
         if max_distance is None:
             store = IndexStore(index_dir)
             max_distance = store.dedup_distance

@@ -105,6 +105,10 @@ def test_a_folder_is_deduplicated_with_the_copy_model_at_its_own_distance(tmp_pa
     distance = read_sidecar(copy_checkpoint())["dedup_distance"]
     assert f"within distance {distance}" in capsys.readouterr().out
     assert found_groups(tmp_path / "report") == pairs
+    # A model named for a folder is the one used: the retrieval model at its distance misses mirrored copies.
+    assert main(["dedup", str(tmp_path / "photos"), "--checkpoint", "default", "--out", str(tmp_path / "own")]) == 0
+    assert "within distance 4" in capsys.readouterr().out
+    assert found_groups(tmp_path / "own") != pairs
 
 
 def test_an_index_of_the_retrieval_model_is_deduplicated_by_its_copy_codes(tmp_path, capsys):
