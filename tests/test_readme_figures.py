@@ -25,7 +25,7 @@ def evaluated(path: str, method: str) -> Callable[[], float]:
 DEFAULT_MODEL = "retrieval/results.json"
 FOLDER = "folder-route/cifar10-30m-baselines.json"  # the baselines of the 30-minute folder run's split
 FIGURES = {  # as the README prints it -> where it comes from
-    "0.3559": row(DEFAULT_MODEL, "nac"),
+    "0.3612": row(DEFAULT_MODEL, "nac"),
     "0.1426": row(DEFAULT_MODEL, "itq"),
     "0.1395": row(DEFAULT_MODEL, "lsh"),
     "0.1082": row(DEFAULT_MODEL, "phash"),
