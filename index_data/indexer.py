@@ -72,9 +72,14 @@ class Encoders:
     copy_model: HashingModel | None = None
 
     @property
+    def models(self) -> tuple[HashingModel, ...]:
+        """The models that encode each image, in the order of its codes."""
+        return (self.model,) if self.copy_model is None else (self.model, self.copy_model)
+
+    @property
     def sizes(self) -> tuple[int, ...]:
         """The input size of each model, in order."""
-        return tuple(m.config.image_size for m in (self.model, self.copy_model) if m is not None)
+        return tuple(m.config.image_size for m in self.models)
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,7 @@ def _encode(encoders: Encoders, reads: list[_Read]) -> list[tuple[bytes, ...]]:
     """Each read's packed codes as bytes, one per model of ``encoders``."""
     if not reads:
         return []
-    models = [m for m in (encoders.model, encoders.copy_model) if m is not None]
-    per_model = [encode_images(m, np.stack([r.images[i] for r in reads])) for i, m in enumerate(models)]
+    per_model = [encode_images(m, np.stack([r.images[i] for r in reads])) for i, m in enumerate(encoders.models)]
     return [tuple(codes[row].tobytes() for codes in per_model) for row in range(len(reads))]
 
 
@@ -201,9 +205,10 @@ def build(folders: Sequence[str | Path], out: str | Path, options: IndexOptions 
             "index_type": options.index_type, "dedup_distance": dedup_distance(sidecar)}
     encoders = Encoders(model)
     if options.copy_codes and not is_copy_model(sidecar):
-        copy_model, copy_sidecar = load_checkpoint(copy_checkpoint(), options.device)
+        copy_path = copy_checkpoint()
+        copy_model, copy_sidecar = load_checkpoint(copy_path, options.device)
         encoders = Encoders(model, copy_model)
-        meta["copy_model"] = copy_model_record(copy_model, copy_sidecar, copy_checkpoint())
+        meta["copy_model"] = copy_model_record(copy_model, copy_sidecar, copy_path)
     report.total = write_index(Path(out), meta, lambda catalog: encode_files(
         catalog, encoders, files, options, report)[0])
     return _finish(report, Path(out), started)
