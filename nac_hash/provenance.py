@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import subprocess
@@ -55,11 +56,12 @@ def package_version() -> str:
 def portable(path: str | Path) -> str:
     """A path as a result records it: relative to the working directory (the checkout, for the commands in
     the docs) or to the package (``nac_hash/assets/default.safetensors``) when inside them, else as given, so
-    that results do not carry the paths of the machine that made them."""
-    resolved = Path(path).resolve()
-    for base, prefix in ((Path.cwd(), Path()), (Path(__file__).resolve().parent, Path("nac_hash"))):
-        if resolved.is_relative_to(base):
-            return str(prefix / resolved.relative_to(base))
+    that results do not carry the paths of the machine that made them. A link is judged where it lies, then
+    where it points (a virtual environment's python lies in the checkout and points outside it)."""
+    for located in (Path(os.path.abspath(path)), Path(path).resolve()):
+        for base, prefix in ((Path.cwd(), Path()), (Path(__file__).resolve().parent, Path("nac_hash"))):
+            if located.is_relative_to(base):
+                return str(prefix / located.relative_to(base))
     return str(path)
 
 

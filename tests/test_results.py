@@ -37,3 +37,18 @@ def test_new_results_record_paths_relative_to_the_checkout(tmp_path, monkeypatch
     assert portable(REPO / "runs" / "x" / "model.safetensors") == "runs/x/model.safetensors"
     assert portable(default_checkpoint()) == "nac_hash/assets/default.safetensors"
     assert portable(tmp_path / "elsewhere.json") == str(tmp_path / "elsewhere.json")  # outside: as given
+
+
+def test_a_link_in_the_checkout_is_recorded_where_it_lies(tmp_path, monkeypatch):
+    """A virtual environment's python lies in the checkout but links to an interpreter outside it."""
+    from nac_hash.provenance import portable
+
+    interpreter = tmp_path / "usr" / "python3"
+    interpreter.parent.mkdir()
+    interpreter.touch()
+    link = tmp_path / "checkout" / ".venv" / "python"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(interpreter)
+    monkeypatch.chdir(tmp_path / "checkout")
+    assert portable(link) == ".venv/python"
+    assert portable(interpreter) == str(interpreter)
