@@ -39,8 +39,9 @@ BENCHMARKS = {
     "gpu-h100": ("GPU runs (one H100)", "The paper's recipe: VGG16-BN, 2,000 epochs, cifar10-nac."),
     "gpu-h200": ("GPU runs (one H200)", "The folder recipe on the digits on a GPU, and the training step's speed."),
     "probes": ("Training probes",
-               "Recipe probes, kept or not: view sizes, precision, flip probabilities, code readouts, test-time "
-               "view averaging and the digits' crop and batch probes."),
+               "Recipe probes, kept or not: view sizes, precision, flip probabilities, encoder width at equal CPU "
+               "time through the default's two-leg schedule (`benchmarks/width_probe.sh`, one width per core side "
+               "by side), code readouts, test-time view averaging and the digits' crop and batch probes."),
     "budget-sweep": ("Ten-minute budget sweep",
                      "`benchmarks/budget_sweep.sh`: one setting of the CPU recipe changed per run, 10 minutes each."),
     "training-speed": ("Training speed", "`benchmarks/step_profile.py`: images/s of one training step per setting."),
