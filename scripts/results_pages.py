@@ -193,8 +193,9 @@ def results_page() -> str:
     return "\n".join(parts)
 
 
-def _rows(path: str, metric: str = "map_all") -> dict[str, float]:
-    return {r["method"]: r[metric] for r in json.loads((RESULTS / path).read_text())["rows"]}
+def _rows(result: dict, metric: str = "map_all") -> dict[str, float]:
+    """Each method's score in one bench map result."""
+    return {r["method"]: r[metric] for r in result["rows"]}
 
 
 def _json(path: str) -> dict:
@@ -240,10 +241,11 @@ def dedup_edits_table() -> str:
 
 def readme_table() -> str:
     """The README's results table: the default model, the folder route and cifar10-i, beside the pixel baselines."""
-    default = _rows("retrieval/results.json")
-    folder = {**_rows("folder-route/cifar10-30m-baselines.json"), **_rows("folder-route/cifar10-30m.json")}
-    cifar10_i = _rows("retrieval-cifar10-i/results.json", "map")
-    run = _json("retrieval-cifar10-i/results.json")["training"]["nac"]
+    default = _rows(_json("retrieval/results.json"))
+    folder = {**_rows(_json("folder-route/cifar10-30m-baselines.json")),
+              **_rows(_json("folder-route/cifar10-30m.json"))}
+    cifar10_i_result = _json("retrieval-cifar10-i/results.json")
+    cifar10_i, run = _rows(cifar10_i_result, "map"), cifar10_i_result["training"]["nac"]
     lines = ["| data | NAC | ITQ (pixels) | LSH (pixels) | pHash |", "| --- | --- | --- | --- | --- |",
              "| cifar10-nac protocol, the default model (about 8 h on 2 CPU cores, then 2.5 h on one) | "
              f"**{default['nac']:.4f}** | {default['itq']:.4f} | {default['lsh']:.4f} | {default['phash']:.4f} |",
