@@ -41,7 +41,9 @@ BENCHMARKS = {
     "probes": ("Training probes",
                "Recipe probes, kept or not: view sizes, precision, flip probabilities, encoder width at equal CPU "
                "time through the default's two-leg schedule (`benchmarks/width_probe.sh`, one width per core side "
-               "by side), code readouts, test-time view averaging and the digits' crop and batch probes."),
+               "by side), one more leg from the default's encoder with one setting changed "
+               "(`benchmarks/leg_probe.sh`), code readouts, test-time view averaging and the digits' crop and "
+               "batch probes."),
     "budget-sweep": ("Ten-minute budget sweep",
                      "`benchmarks/budget_sweep.sh`: one setting of the CPU recipe changed per run, 10 minutes each."),
     "training-speed": ("Training speed", "`benchmarks/step_profile.py`: images/s of one training step per setting."),
