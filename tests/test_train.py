@@ -162,7 +162,8 @@ def test_init_from_starts_from_a_models_encoder_and_fits_only_the_fresh_head(cla
     trained, _ = load_checkpoint(source / "model.safetensors")
     config = load_config(None, {"dataset": "folder", "data_root": str(class_folders), "arch": "cnn_small",
                                 "bits": 16, "init_from": str(source / "model.safetensors"), "device": "cpu"})
-    run = build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=initial_model(config))
+    source_model, earlier_legs = initial_model(config)
+    run = build_run(config, torch.device("cpu"), steps_per_epoch=1, init_from=source_model)
     loaded = run.model.state_dict()
     for name, weights in trained.state_dict().items():
         if name.startswith(("backbone.", "projection.")):
@@ -175,8 +176,14 @@ def test_init_from_starts_from_a_models_encoder_and_fits_only_the_fresh_head(cla
         assert p.requires_grad, name
         assert torch.equal(p, before[name]) != name.startswith("inference."), name
 
-    assert main([*train_args(class_folders, tmp_path / "tuned", epochs=1), "--init-from",
+    assert main([*train_args(class_folders, tmp_path / "tuned", epochs=2), "--init-from",
                  str(source / "model.safetensors")]) == 0
+    assert main([*train_args(class_folders, tmp_path / "tuned-again", epochs=1), "--init-from",
+                 str(tmp_path / "tuned" / "model.safetensors")]) == 0
+    legs = json.loads((tmp_path / "tuned-again" / "model.json").read_text())["earlier_legs"]
+    assert [leg["epochs_completed"] for leg in legs] == [1, 2]  # the source's leg, then the first tuned leg's
+    assert all({"command", "git_commit", "hardware", "created"} <= leg.keys() for leg in legs)
+    assert earlier_legs == legs[:1]
     config.bits = 32
     with pytest.raises(ValueError, match="bits 16 != 32"):
         initial_model(config)

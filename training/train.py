@@ -54,6 +54,7 @@ MIN_STEPS_PER_EPOCH = 10
 MIN_BATCH = 32  # NAC's negatives are the batch's other codes
 HEAD_FIT_STEPS = 600  # fitting a fresh inference head to a loaded encoder (fit_inference_head)
 HEAD_FIT_LR = 1e-3
+LEG_FIELDS = ("command", "epochs_completed", "flip_probability", "git_commit", "hardware", "created")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,6 +79,7 @@ class Run:
     epoch: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
     origin: dict = dataclasses.field(default_factory=dict)  # command, commit, hardware at the start of the run
+    earlier_legs: list[dict] = dataclasses.field(default_factory=list)  # the runs that made --init-from's model
     clock: BudgetClock | None = None  # set when the run has a time budget
 
     def keeps_training(self) -> bool:
@@ -126,6 +128,7 @@ def save_state(run: Run, path: Path) -> None:
         "param_groups": optimizer_state["param_groups"],
         "config": dataclasses.asdict(run.config),
         "elapsed_s": run.clock.elapsed_s if run.clock else None,
+        "earlier_legs": run.earlier_legs,
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"state": json.dumps(metadata)})
@@ -148,22 +151,31 @@ def load_state(run: Run, path: Path) -> None:
     run.optimizer.load_state_dict({"state": state, "param_groups": metadata["param_groups"]})
     run.scheduler.load_state_dict(metadata["scheduler"])
     run.epoch, run.history = metadata["epoch"], metadata["history"]
+    run.earlier_legs = metadata.get("earlier_legs", [])
     if run.clock is not None and metadata.get("elapsed_s") is not None:
         run.clock.restore(metadata["elapsed_s"])
 
 
-def initial_model(config: TrainConfig) -> HashingModel:
-    """The model ``--init-from`` names, checked to have this run's shape. Its backbone and projection head start
-    the run (build_run); an exported model has no inference head (and maybe an ITQ rotation, which training
-    does not use), so the run's own head stays fresh."""
-    source, _ = load_checkpoint(config.init_from)
+def initial_model(config: TrainConfig) -> tuple[HashingModel, list[dict]]:
+    """The model ``--init-from`` names, checked to have this run's shape, with the runs that trained it
+    (:func:`training_legs`). Its backbone and projection head start the run (build_run); an exported model has
+    no inference head (and maybe an ITQ rotation, which training does not use), so the run's own head stays
+    fresh."""
+    source, sidecar = load_checkpoint(config.init_from)
     ours = config.model_config()
     shape = ("arch", "width", "depth", "bits", "image_size")
     differ = [f"{name} {getattr(source.config, name)} != {getattr(ours, name)}" for name in shape
               if getattr(source.config, name) != getattr(ours, name)]
     if differ:
         raise ValueError(f"--init-from {config.init_from} is another model than this run's: {', '.join(differ)}")
-    return source
+    return source, training_legs(sidecar)
+
+
+def training_legs(sidecar: dict) -> list[dict]:
+    """The training runs that made a checkpoint, oldest first: the legs it records from its own ``--init-from``,
+    then itself, so that a model trained in legs keeps every leg's command."""
+    own = {key: sidecar[key] for key in LEG_FIELDS if key in sidecar}
+    return [*sidecar.get("earlier_legs", []), own]
 
 
 def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, map_k: int | None) -> dict:
@@ -295,7 +307,7 @@ def start_session(config: TrainConfig, world: World, device: torch.device, progr
     resuming = config.resume and (out / STATE_FILE).is_file()
     # Read before the data, so that a wrong file fails at once; and before seeding, so that the run draws as one
     # from scratch would.
-    init_from = initial_model(config) if config.init_from and not resuming else None
+    init_from, earlier_legs = initial_model(config) if config.init_from and not resuming else (None, [])
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_root, config.image_size)
     protocol = get_protocol(config.protocol)
@@ -312,7 +324,7 @@ def start_session(config: TrainConfig, world: World, device: torch.device, progr
     # CIFAR-10 keeps its published statistics; any other data is normalised with its training images' own.
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if config.dataset == "cifar10" else image_statistics(images)
     run = build_run(config, device, steps_per_epoch, world, clock, config.model_config(mean, std), init_from)
-    run.origin = provenance(device)
+    run.origin, run.earlier_legs = provenance(device), earlier_legs
     if resuming:
         load_state(run, out / STATE_FILE)
         logger.info("resumed from %s at epoch %d", out / STATE_FILE, run.epoch)
@@ -462,6 +474,7 @@ def save_model(run: Run, path: Path, dtype: torch.dtype = torch.float32) -> Path
         "epochs_completed": run.epoch,
         "training": dataclasses.asdict(run.config),
         "history": run.history,
+        "earlier_legs": run.earlier_legs,
         **run.origin,
     }
     return save_checkpoint(run.model, path, metadata, dtype=dtype)

@@ -155,11 +155,12 @@ def _method_codes(method: str, length: int, models: dict, features: dict, data: 
 
 
 def training_record(sidecar: dict) -> dict:
-    """How a checkpoint was trained, from its sidecar: command, epochs, time budget and the CPU threads it had."""
+    """How a checkpoint was trained, from its sidecar: command, epochs, time budget, the CPU threads it had and
+    the legs before it (when it started from another model)."""
     training = sidecar.get("training", {})
     return {"command": sidecar.get("command"), "epochs": sidecar.get("epochs_completed"),
             "time_budget": training.get("time_budget"), "threads": sidecar.get("hardware", {}).get("cpu_threads"),
-            "cpu": sidecar.get("hardware", {}).get("cpu")}
+            "cpu": sidecar.get("hardware", {}).get("cpu"), "earlier_legs": sidecar.get("earlier_legs", [])}
 
 
 def bench_map(out_dir: str | Path, protocol: str | None = None, dataset: str | None = None,
