@@ -134,7 +134,7 @@ def test_bench_map_scores_float_features_and_linear_accuracy(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     nac, lsh = results["rows"]
     assert set(results["training"]) == {"nac"}  # how each learned method's checkpoint was trained
-    assert set(results["training"]["nac"]) == {"command", "epochs", "time_budget", "threads", "cpu"}
+    assert set(results["training"]["nac"]) == {"command", "epochs", "time_budget", "threads", "cpu", "earlier_legs"}
     # The classes differ in colour, which the default model's features keep: far above chance (1/3).
     assert nac["linear_accuracy"] > 0.9 and nac["float_map_all"] > 0.6
     assert "float_map_all" not in lsh and "linear_accuracy" not in lsh  # pixel baselines have no features
