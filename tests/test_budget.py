@@ -84,6 +84,16 @@ def test_training_on_a_time_budget_ends_on_time_with_the_model_written(class_fol
     assert again["epochs_completed"] == sidecar["epochs_completed"]
 
 
+def test_a_budget_spent_before_the_first_epoch_is_an_error_not_a_missing_model(class_folders, tmp_path):
+    settings = {"dataset": "folder", "data_root": str(class_folders), "queries": 4, "train_images": 8,
+                "arch": "cnn_small", "bits": 16, "batch_size": 12, "device": "cpu", "time_budget": "3s",
+                "out_dir": str(tmp_path / "run")}
+    slow_clock = iter(range(0, 10**6, 100)).__next__  # 100 s pass at each reading
+    with pytest.raises(ValueError, match="ran out before the first epoch"):
+        train(load_config(None, settings), progress=False, now=slow_clock)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_precision_choices():
     assert training_dtype(torch.device("cpu"), "fp32") is None
     assert training_dtype(torch.device("cpu"), "bf16") is torch.bfloat16

@@ -295,6 +295,9 @@ def _train(config: TrainConfig, world: World, device: torch.device, progress: bo
         loss = train_epoch(session, bar)
         finished = end_epoch(session, loss, bar)
     bar.close()
+    if run.epoch == 0:  # only a time budget ends a run before its first epoch
+        raise ValueError(f"the time budget of {config.time_budget} ran out before the first epoch, so no model was "
+                         "written: give a longer --time-budget")
     return session.out / MODEL_FILE
 
 
