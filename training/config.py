@@ -111,6 +111,10 @@ class TrainConfig(AugmentOptions):
         queue_size: NAC-MQ's queue of negative codes.
         momentum_decay: NAC-MQ's EMA decay of the momentum encoder.
         l2_weight: NAC-MQ's weight of the squared code norm.
+        positive_neighbours: draw the second view of an image from one of its K nearest training images (by
+            the model's own codes, recomputed every 10 epochs) instead of from the image itself, for a share
+            --neighbour-share of the images (training.neighbours); 0 pairs every image with itself.
+        neighbour_share: the share of images paired with a neighbour when --positive-neighbours is above 0.
         epochs: passes over the training images (unused with --time-budget).
         batch_size: images per step (each yields two augmented views); None takes the device's recipe. A run
             uses at most a tenth of its training images per step (training.train.epoch_batch).
@@ -171,6 +175,8 @@ class TrainConfig(AugmentOptions):
     queue_size: int = 5000
     momentum_decay: float = 0.99
     l2_weight: float = 0.1
+    positive_neighbours: int = 0
+    neighbour_share: float = 0.5
     epochs: int = 2000
     batch_size: int | None = None
     lr: float = 3.0
@@ -221,7 +227,9 @@ class TrainConfig(AugmentOptions):
             parse_duration(self.time_budget)
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must lie in (0, 1], got {self.crop_scale_min}")
-        for name in ("mirror_probability", "degrade_probability"):
+        if self.positive_neighbours < 0:
+            raise ValueError(f"positive_neighbours must be 0 or more, got {self.positive_neighbours}")
+        for name in ("mirror_probability", "degrade_probability", "neighbour_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         self.model_config()  # validates arch, bits and image size

@@ -39,6 +39,7 @@ from nac_hash.training.config import TrainConfig
 from nac_hash.training.datasets import ImageSet, load_dataset
 from nac_hash.training.distributed import World, agree, close_world, init_world, local_slice, sync_batch_norm, wrap
 from nac_hash.training.methods import FEATURE_METHODS, METHODS
+from nac_hash.training.neighbours import REFRESH_EPOCHS, nearest_neighbours, partners
 from nac_hash.training.objective import Objective, TrainStep
 from nac_hash.training.optim import LARS, clock_warmup_cosine, warmup_cosine
 from nac_hash.training.precision import training_dtype, warn_if_emulated
@@ -81,6 +82,7 @@ class Run:
     origin: dict = dataclasses.field(default_factory=dict)  # command, commit, hardware at the start of the run
     earlier_legs: list[dict] = dataclasses.field(default_factory=list)  # the runs that made --init-from's model
     clock: BudgetClock | None = None  # set when the run has a time budget
+    neighbours: torch.Tensor | None = None  # (N, K) nearest training images, with --positive-neighbours
 
     def keeps_training(self) -> bool:
         """Another epoch: below the epoch count, or, on a time budget, while one more epoch fits in it."""
@@ -120,6 +122,8 @@ def save_state(run: Run, path: Path) -> None:
     optimizer_state = run.optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         tensors |= {f"optimizer.{index}.{k}": v for k, v in state.items()}
+    if run.neighbours is not None:
+        tensors["neighbours"] = run.neighbours
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {
         "epoch": run.epoch,
@@ -152,6 +156,7 @@ def load_state(run: Run, path: Path) -> None:
     run.scheduler.load_state_dict(metadata["scheduler"])
     run.epoch, run.history = metadata["epoch"], metadata["history"]
     run.earlier_legs = metadata.get("earlier_legs", [])
+    run.neighbours = tensors.get("neighbours")
     if run.clock is not None and metadata.get("elapsed_s") is not None:
         run.clock.restore(metadata["elapsed_s"])
 
@@ -190,12 +195,13 @@ def quick_eval(model: HashingModel, data: ImageSet, split: Split, queries: int, 
 
 
 def two_views(batch: torch.Tensor, config: TrainConfig, model_config: ModelConfig,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent augmentations of a uint8 batch, normalised with the model's statistics, in the memory
-    format the model trains in."""
+              generator: torch.Generator | None = None, second: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent augmentations of a uint8 batch (the second of ``second``, the images' partners, where
+    given), normalised with the model's statistics, in the memory format the model trains in."""
     augment_config = config.augment_config()
-    views = [normalize(augment(batch, augment_config, generator), model_config.mean, model_config.std)
-             for _ in range(2)]
+    views = [normalize(augment(images, augment_config, generator), model_config.mean, model_config.std)
+             for images in (batch, batch if second is None else second)]
     if config.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     return views[0], views[1]
@@ -359,9 +365,13 @@ def train_epoch(session: Session, bar: tqdm) -> torch.Tensor:
     if session.world.distributed:  # but each rank draws its own augmentations
         generator.manual_seed(epoch_seed + 7919 * session.world.rank)
     started = session.now()
+    refresh_neighbours(session)
     for step in range(session.steps_per_epoch):
-        batch = images[order[step * batch_size : (step + 1) * batch_size][session.rows]]
-        loss = optimize(run, session.step, *two_views(batch, config, run.model.config, generator))
+        index = order[step * batch_size : (step + 1) * batch_size][session.rows]
+        second = None
+        if run.neighbours is not None:
+            second = images[partners(index, run.neighbours, config.neighbour_share, generator)]
+        loss = optimize(run, session.step, *two_views(images[index], config, run.model.config, generator, second))
         bar.update()
         if step == session.steps_per_epoch - 1 or step % 10 == 0:
             bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss.item():.4f}",
@@ -370,6 +380,15 @@ def train_epoch(session: Session, bar: tqdm) -> torch.Tensor:
     if run.clock is not None:
         run.clock.record_epoch(session.now() - started)
     return loss
+
+
+def refresh_neighbours(session: Session) -> None:
+    """Find each training image's nearest neighbours with --positive-neighbours: at the start, then every
+    REFRESH_EPOCHS epochs (the training state keeps them, so a resumed run pairs as an uninterrupted one)."""
+    run = session.run
+    if run.config.positive_neighbours and (run.neighbours is None or run.epoch % REFRESH_EPOCHS == 0):
+        train = session.data.images[session.split.train]
+        run.neighbours = nearest_neighbours(run.model, train, run.config.positive_neighbours).to(run.device)
 
 
 def end_epoch(session: Session, loss: torch.Tensor, bar: tqdm) -> bool:
