@@ -40,7 +40,7 @@ def encode_batches(model: HashingModel, batches: Iterable[np.ndarray | torch.Ten
     return np.concatenate(codes) if codes else np.zeros((0, model.config.code_bits // 8), dtype=np.uint8)
 
 
-def code_logits(model: HashingModel, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def code_logits(model: HashingModel, images: np.ndarray | torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """(N, S, S, 3) uint8 images -> (N, D) float32 code scores (HashingModel.encode); their signs are the codes."""
     return _float_outputs(model, images, batch_size, model.encode, model.config.code_bits)
 
@@ -50,14 +50,15 @@ def rotation_inputs(model: HashingModel, images: np.ndarray, batch_size: int = 1
     return _float_outputs(model, images, batch_size, lambda x: model.rotation_input(model(x)), model.rotation_width)
 
 
-def _float_outputs(model: HashingModel, images: np.ndarray, batch_size: int,
+def _float_outputs(model: HashingModel, images: np.ndarray | torch.Tensor, batch_size: int,
                    output: Callable[[torch.Tensor], torch.Tensor], width: int) -> np.ndarray:
     """``output(normalised images)`` of ``images``, a batch at a time, as one (N, width) float32 array."""
     parts = _map_batches(model, _batches(images, batch_size, False, ""), lambda x: output(x).float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
 
 
-def _batches(images: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:
+def _batches(images: np.ndarray | torch.Tensor, batch_size: int, progress: bool, desc: str
+             ) -> Iterable[np.ndarray | torch.Tensor]:
     starts = range(0, len(images), batch_size)
     batches = (images[i : i + batch_size] for i in starts)
     return progress_bar(batches, total=len(starts), desc=desc, unit="batch") if progress else batches

@@ -21,7 +21,7 @@ REFRESH_EPOCHS = 10
 _ROWS = 1024  # similarity rows per matrix product: 50,000 training images never need an N x N matrix
 
 
-def nearest_neighbours(model: HashingModel, images: np.ndarray, k: int) -> torch.Tensor:
+def nearest_neighbours(model: HashingModel, images: np.ndarray | torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` nearest other images of each of ``images`` ((N, S, S, 3) uint8) by the cosine of their code
     pre-activations: an (N, k) int64 tensor of row indices, nearest first. Leaves the model in train mode."""
     if not 0 < k < len(images):
@@ -41,8 +41,7 @@ def nearest_neighbours(model: HashingModel, images: np.ndarray, k: int) -> torch
 def partners(index: torch.Tensor, neighbours: torch.Tensor, share: float,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """For each image in ``index``, one of its ``neighbours`` drawn uniformly with probability ``share``, else
-    the image itself."""
-    neighbours = neighbours.to(index.device)
+    the image itself; ``neighbours`` lies on ``index``'s device."""
     pick = torch.randint(neighbours.shape[1], index.shape, device=index.device, generator=generator)
     take = torch.rand(index.shape, device=index.device, generator=generator) < share
     return torch.where(take, neighbours[index, pick], index)

@@ -387,7 +387,7 @@ def refresh_neighbours(session: Session) -> None:
     REFRESH_EPOCHS epochs (the training state keeps them, so a resumed run pairs as an uninterrupted one)."""
     run = session.run
     if run.config.positive_neighbours and (run.neighbours is None or run.epoch % REFRESH_EPOCHS == 0):
-        train = session.data.images[session.split.train]
+        train = session.images.permute(0, 2, 3, 1)  # the images the session already holds, as (N, S, S, 3)
         run.neighbours = nearest_neighbours(run.model, train, run.config.positive_neighbours).to(run.device)
 
 
