@@ -1,4 +1,4 @@
-"""mAP@all of one trained model's codes read out four ways, beside ITQ on the pixels, on one labelled split.
+"""mAP of one trained model's codes read out four ways, beside ITQ on the pixels, on one labelled split.
 
 Usage: python benchmarks/code_readouts.py CHECKPOINT [CHECKPOINT ...] [--dataset folder] [--data-root DIR]
        [--protocol folder] [--out results.json]
@@ -6,7 +6,8 @@ Usage: python benchmarks/code_readouts.py CHECKPOINT [CHECKPOINT ...] [--dataset
 The readouts: the signs of the pre-activations (what `nac-hash train` ships), and ITQ (128 bits, fitted on the
 split's training images) on the pre-activations, on the backbone features h, and on h scaled to unit length
 (`nac-hash export --itq logits` and `--itq features` store the first and the last in the model). One JSON line
-per checkpoint: mAP@all and distinct database codes per readout.
+per checkpoint: the protocol's mAP (`map`: mAP@1000 for cifar10-i, else mAP@all), mAP@all and distinct database
+codes per readout.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def main() -> None:
     scoring = load_scoring_data(args.dataset, args.data_root, args.protocol, 0, image_size)
 
     def scored(codes: np.ndarray) -> dict:
-        scores = score_codes(codes, scoring.data, scoring.split, None)
-        return {"map_all": round(scores["map_all"], 4), "distinct_codes": scores["distinct_codes"]}
+        scores = score_codes(codes, scoring.data, scoring.split, scoring.protocol.map_k)
+        return {"map": round(scores["map"], 4), "map_all": round(scores["map_all"], 4),
+                "distinct_codes": scores["distinct_codes"]}
 
     rows = []
     for checkpoint, model in models.items():

@@ -65,10 +65,22 @@ def _scores(pairs: dict[str, float], digits: int = 4) -> str:
     return ", ".join(f"{name} {value:.{digits}f}" for name, value in pairs.items())
 
 
-def _map_rows(data: dict) -> str:
-    """Each method's score by its protocol's metric (mAP@all, or mAP@k for the protocols scored at k)."""
+def _protocol_metric(data: dict) -> tuple[str, str]:
+    """The key and the name of the score a result's protocol reports: mAP@all, or mAP@k for those scored at k."""
     map_k = PROTOCOLS[data["protocol"]].map_k if data.get("protocol") in PROTOCOLS else None
-    return f"mAP@{map_k or 'all'}: " + _scores({r["method"]: r["map"] if map_k else r["map_all"] for r in data["rows"]})
+    return ("map", f"mAP@{map_k}") if map_k else ("map_all", "mAP@all")
+
+
+def _map_rows(data: dict) -> str:
+    """Each method's score by its protocol's metric."""
+    key, name = _protocol_metric(data)
+    return f"{name}: " + _scores({r["method"]: r[key] for r in data["rows"]})
+
+
+def _code_readouts(data: dict) -> str:
+    key, name = _protocol_metric(data)
+    return f"{name} per readout: " + "; ".join(f"{Path(r['checkpoint']).parent.name}: " + _scores(
+        {k: v[key] for k, v in r.items() if isinstance(v, dict)}) for r in data["rows"])
 
 
 def _copy_detection(data: dict) -> str:
@@ -122,8 +134,7 @@ KINDS = {  # the "benchmark" field of a result -> its figures
                                                   f"{d['mb_per_photo']} MB per photo, {d['speedup']}x full decoding"),
     "photo decoding: stages and workers": lambda d: "photos/s: " + _scores(d["photos_per_second"], 1),
     "dedup at scale": lambda d: f"{d['codes']:,} codes, {d['pairs']:,} pairs, {d['total_seconds']} s",
-    "code readouts": lambda d: "; ".join(f"{Path(r['checkpoint']).parent.name}: " + _scores(
-        {k: v["map_all"] for k, v in r.items() if isinstance(v, dict)}) for r in d["rows"]),
+    "code readouts": _code_readouts,
     "test-time view averaging": lambda d: "mAP@all by views: " + _scores({str(r["views"]): r["map_all"]
                                                                          for r in d["rows"]}),
     "digits folder recipe probes": lambda d: "mAP@all: " + _scores({r["name"]: r["map_all"] for r in d["runs"]}),
@@ -269,9 +280,10 @@ PUBLISHED_CIFAR10_I = [("Bi-half", 64, "VGG16 pretrained on ImageNet", "sign", 5
 
 
 def cifar10_i_training(result: dict) -> str:
-    """How long the cifar10-i model of ``result`` trained: its first leg's time budget (from that leg's own bench
-    map), then its last leg's."""
-    legs = [_json("retrieval-cifar10-i/legs/1-p025-95m.json"), result]
+    """How long the cifar10-i model of ``result`` trained: the time budget of each earlier leg (from that leg's own
+    bench map in ``legs/``, named in order), then its last leg's."""
+    earlier = sorted((RESULTS / "retrieval-cifar10-i" / "legs").glob("*.json"), key=lambda path: path.name)
+    legs = [*(json.loads(path.read_text()) for path in earlier), result]
     return " then ".join(leg["training"]["nac"]["time_budget"] for leg in legs)
 
 
