@@ -25,8 +25,9 @@ BENCHMARKS = {
                             "A model trained from scratch on the 50,000 CIFAR-10 training images only, on one CPU "
                             "core, scored by `nac-hash bench map --protocol cifar10-i` beside the pixel baselines: "
                             "the 10,000 test images query the 50,000 training images, mAP@1000, 128 bits (pHash 64). "
-                            "It was trained in two legs, like the default model: at p = 0.25 from scratch "
-                            "(`legs/1-p025-95m.json`, its own bench map), then at p = 0.4 from that encoder."),
+                            "It was trained in legs, like the default model: at p = 0.25 from scratch, then twice at "
+                            "p = 0.4, each from the encoder before it (`legs/`: the bench map after each earlier leg, "
+                            "in order)."),
     "folder-route": ("The folder route",
                      "`nac-hash train --dataset folder` for a fixed time, then `bench map` on the folder's own "
                      "split: the CIFAR-10 images as a folder and scikit-learn's 8 x 8 digits."),
