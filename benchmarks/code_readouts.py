@@ -6,8 +6,8 @@ Usage: python benchmarks/code_readouts.py CHECKPOINT [CHECKPOINT ...] [--dataset
 The readouts: the signs of the pre-activations (what `nac-hash train` ships), and ITQ (128 bits, fitted on the
 split's training images) on the pre-activations, on the backbone features h, and on h scaled to unit length
 (`nac-hash export --itq logits` and `--itq features` store the first and the last in the model). One JSON line
-per checkpoint: the protocol's mAP (`map`: mAP@1000 for cifar10-i, else mAP@all), mAP@all and distinct database
-codes per readout.
+per checkpoint: the protocol's mAP (`map`: mAP@1000 for cifar10-i and -ii, else mAP@all), mAP@all and distinct
+database codes per readout.
 """
 
 from __future__ import annotations
