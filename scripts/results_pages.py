@@ -283,7 +283,7 @@ PUBLISHED_CIFAR10_I = [("Bi-half", 64, "VGG16 pretrained on ImageNet", "sign", 5
 def cifar10_i_training(result: dict) -> str:
     """How long the cifar10-i model of ``result`` trained: the time budget of each earlier leg (from that leg's own
     bench map in ``legs/``, named in order), then its last leg's."""
-    earlier = sorted((RESULTS / "retrieval-cifar10-i" / "legs").glob("*.json"), key=lambda path: path.name)
+    earlier = sorted((RESULTS / "retrieval-cifar10-i" / "legs").glob("*.json"))
     legs = [*(json.loads(path.read_text()) for path in earlier), result]
     return " then ".join(leg["training"]["nac"]["time_budget"] for leg in legs)
 
