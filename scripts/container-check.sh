@@ -131,10 +131,15 @@ if [ -z "$torch_index" ]; then
     say "PyTorch's CPU index cannot be reached: torch comes from PyPI (the CUDA build, several GB)"; }
 fi
 say "building $image on $base with torch from $torch_index"
+previous=$($engine image inspect "$image" --format '{{.Id}}' 2>/dev/null || true)
 started=$(date +%s)
 $engine build -q --format docker --build-arg "BASE_IMAGE=$base" --build-arg "TORCH_INDEX=$torch_index" \
   -t "$image" . >/dev/null
 build_s=$(( $(date +%s) - started ))
+# The image this build replaced would stay behind untagged (several GB with torch): remove it.
+if [ -n "$previous" ] && [ "$previous" != "$($engine image inspect "$image" --format '{{.Id}}')" ]; then
+  $engine rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$($engine image inspect "$image" --format '{{.Size}}')
 
 make_index
