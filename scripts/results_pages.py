@@ -42,9 +42,9 @@ BENCHMARKS = {
     "gpu-h100": ("GPU runs (one H100)", "The paper's recipe: VGG16-BN, 2,000 epochs, cifar10-nac."),
     "gpu-h200": ("GPU runs (one H200)", "The folder recipe on the digits on a GPU, and the training step's speed."),
     "probes": ("Training probes",
-               "Recipe probes, kept or not: view sizes, precision, flip probabilities, encoder width at equal CPU "
-               "time through the default's two-leg schedule (`benchmarks/width_probe.sh`, one width per core side "
-               "by side), one more leg from the default's encoder with one setting changed "
+               "Recipe probes, kept or not: view sizes, precision, flip probabilities, encoder width and depth at "
+               "equal CPU time through the default's two-leg schedule (`benchmarks/encoder_probe.sh`, one encoder "
+               "per core side by side), one more leg from the default's encoder with one setting changed "
                "(`benchmarks/leg_probe.sh`), code readouts, test-time view averaging and the digits' crop and "
                "batch probes."),
     "budget-sweep": ("Ten-minute budget sweep",
