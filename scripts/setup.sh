@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "nac-hash needs Python >= 3.11" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # PyPI's torch carries CUDA: the first install needs about 7 GB free, and runs out of space halfway without it.
-if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'; then
   free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
   if [ "$free_kb" -lt 7000000 ]; then
     echo "installing nac-hash needs about 7 GB free here (torch with CUDA), and only" \
